@@ -1,0 +1,1 @@
+"""BlueOx: application logging and data collection."""

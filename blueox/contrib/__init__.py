@@ -1,0 +1,1 @@
+"""Integrations of BlueOx with web frameworks and task queues."""

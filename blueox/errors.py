@@ -1,0 +1,5 @@
+"""Exceptions raised by BlueOx."""
+
+
+class Error(Exception):
+    """Base class for BlueOx errors."""

@@ -1,0 +1,1 @@
+"""oxd, the BlueOx collector daemon: one module per service."""

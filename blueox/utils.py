@@ -1,0 +1,73 @@
+"""Dotted-key helpers used by `Context` values (kept from BlueOx 0.11).
+
+``'a.b.0'`` names ``target['a']['b'][0]``: parts that look like integers
+index lists when reading.
+"""
+
+__all__ = ["ParsedKey", "parse_key", "get_deep", "set_deep"]
+
+
+class ParsedKey:
+    """A dotted key split into its parts; integer-looking parts become ints."""
+
+    def __init__(self, value):
+        self.elems = []
+        if "." in value:
+            for part in value.split("."):
+                try:
+                    self.elems.append(int(part))
+                except ValueError:
+                    self.elems.append(part)
+        else:
+            self.elems.append(value)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            usable = self.elems[key]
+            if usable:
+                return ParsedKey(".".join(str(v) for v in usable))
+            return []
+        return self.elems[key]
+
+    def __len__(self):
+        return len(self.elems)
+
+    def __iter__(self):
+        return iter(self.elems)
+
+    def __str__(self):
+        return ".".join(str(v) for v in self.elems)
+
+    def __repr__(self):
+        return f"ParsedKey({str(self)!r})"
+
+
+def parse_key(key):
+    """Split a dotted key into a `ParsedKey`."""
+    return ParsedKey(key)
+
+
+def get_deep(target, key, default=None):
+    """Return the value at a dotted key, or ``default`` when any part is missing."""
+    value = target
+    for elem in parse_key(key):
+        try:
+            value = value[elem]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return value
+
+
+def set_deep(target, key, value):
+    """Set the value at a dotted key, creating nested dicts on the way.
+
+    An integer part before the last raises `ValueError`: lists are not
+    created implicitly.
+    """
+    node = target
+    p_key = parse_key(key)
+    for elem in p_key[:-1]:
+        if isinstance(elem, int):
+            raise ValueError(elem)
+        node = node.setdefault(elem, {})
+    node[p_key[-1]] = value
