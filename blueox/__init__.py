@@ -1,1 +1,138 @@
-"""BlueOx: application logging and data collection."""
+"""BlueOx: application logging and data collection.
+
+Open a `Context` per unit of work, put values in it, and when it closes one
+event goes to the local oxd collector::
+
+    import blueox
+    blueox.default_configure()
+
+    with blueox.Context('request'):
+        blueox.set('user_agent', agent)
+        with blueox.timeit('request_time'):
+            do_stuff()
+
+Until `configure` or `default_configure` is called every call is a cheap
+no-op, so tests of an application generate no traffic.
+"""
+
+import atexit
+import logging
+import threading
+
+from . import context as _context_mod
+from . import ports
+from .context import (
+    Context,
+    add,
+    append,
+    clear_contexts,
+    context_wrap,
+    current_context,
+    find_context,
+    set,
+)
+from .errors import Error
+from .logger import LogHandler
+from .timer import timeit
+
+__version__ = "1.0.0.dev0"
+
+__all__ = [
+    "Context",
+    "set",
+    "append",
+    "add",
+    "timeit",
+    "context_wrap",
+    "current_context",
+    "find_context",
+    "clear_contexts",
+    "configure",
+    "default_configure",
+    "shutdown",
+    "emitter_stats",
+    "LogHandler",
+    "Error",
+]
+
+log = logging.getLogger(__name__)
+
+_emitter = None
+_configure_lock = threading.Lock()
+
+
+def _running_reactor():
+    """The Twisted reactor if this process runs one now, else None."""
+    import sys
+
+    if "twisted.internet.reactor" not in sys.modules:
+        return None
+    reactor = sys.modules["twisted.internet.reactor"]
+    return reactor if getattr(reactor, "running", False) else None
+
+
+def configure(host, port, recorder=None, reactor=None, **emitter_options):
+    """Say where events go: to oxd at ``host:port``, or to ``recorder(context)``.
+
+    In a process running a Twisted reactor (or when ``reactor`` is given)
+    events are sent through the reactor; elsewhere a background thread sends
+    them. ``emitter_options`` (``max_events``, ``max_bytes``...) tune the
+    queue. With neither a recorder nor a host, BlueOx goes back to doing
+    nothing.
+    """
+    global _emitter
+    with _configure_lock:
+        old, _emitter = _emitter, None
+        if recorder is not None:
+            _context_mod._recorder_function = recorder
+        elif host and port:
+            from .emitter import Emitter
+
+            if reactor is None:
+                reactor = _running_reactor()
+            _emitter = Emitter(f"{host}:{port}", reactor=reactor, **emitter_options)
+            _context_mod._recorder_function = _emitter.record
+            if reactor is not None:
+                reactor.addSystemEventTrigger("before", "shutdown", _emitter.close)
+        else:
+            log.info("Empty blueox configuration")
+            _context_mod._recorder_function = None
+    if old is not None:
+        old.close()
+
+
+def default_configure(host=None, **options):
+    """Configure from ``"name"`` or ``"name:port"``, else ``$BLUEOX_HOST``, else 127.0.0.1:3514."""
+    name, port = ports.split_host(ports.default_collect_host(host), ports.DEFAULT_COLLECT_PORT)
+    configure(name, port, **options)
+
+
+def shutdown(timeout=None):
+    """Send what is queued (waiting a bounded time) and stop sending.
+
+    Safe to call twice; registered to run at exit.
+    """
+    global _emitter
+    with _configure_lock:
+        emitter, _emitter = _emitter, None
+        if emitter is not None and _context_mod._recorder_function == emitter.record:
+            _context_mod._recorder_function = None
+    if emitter is not None:
+        if timeout is None:
+            emitter.close()
+        else:
+            emitter.close(timeout)
+
+
+def emitter_stats():
+    """Counters of the configured emitter: sent, queued, dropped, rejected.
+
+    All zero when BlueOx is not configured to send over the network.
+    """
+    emitter = _emitter
+    if emitter is None:
+        return {"sent": 0, "queued": 0, "queued_bytes": 0, "dropped": 0, "rejected": 0}
+    return emitter.stats()
+
+
+atexit.register(shutdown)

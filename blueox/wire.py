@@ -16,6 +16,7 @@ was wrong, so a receiver can count it by reason and carry on.
 import datetime
 import decimal
 import struct
+import threading
 from collections import namedtuple
 
 import msgpack
@@ -95,18 +96,32 @@ def _name_bytes(field, value):
     return value
 
 
+_pack_version_and_end = struct.Struct("!Bd").pack
+_pack_names = struct.Struct("!64p64p").pack
+_names_cache = {}
+_NAMES_CACHE_SIZE = 4096
+
+
+def _packed_names(host, type_name):
+    key = (host, type_name)
+    try:
+        return _names_cache[key]
+    except KeyError:
+        pass
+    names = _pack_names(_name_bytes("host", host), _name_bytes("type", type_name))
+    if len(_names_cache) >= _NAMES_CACHE_SIZE:
+        _names_cache.clear()
+    _names_cache[key] = names
+    return names
+
+
 def pack_header(end, host, type_name):
     """Return the version 3 header frame for an event.
 
-    Raises `NameTooLong` rather than letting `struct` silently truncate.
+    Raises `NameTooLong` rather than letting `struct` silently truncate. The
+    packed host and type are cached, since a process sends few distinct ones.
     """
-    return struct.pack(
-        HEADER_FORMAT,
-        VERSION,
-        float(end),
-        _name_bytes("host", host),
-        _name_bytes("type", type_name),
-    )
+    return _pack_version_and_end(VERSION, float(end)) + _packed_names(host, type_name)
 
 
 def unpack_header(frame):
@@ -151,12 +166,22 @@ def to_msgpack_safe(obj):
         return f"<unrepresentable {type(obj).__name__}>"
 
 
-_packer_options = dict(default=to_msgpack_safe, use_bin_type=True)
+_packers = threading.local()
 
 
 def encode_body(event):
-    """msgpack-encode an event map, converting values msgpack lacks."""
-    return msgpack.packb(event, **_packer_options)
+    """msgpack-encode an event map, converting values msgpack lacks.
+
+    One `msgpack.Packer` is kept per thread: building one per call costs
+    more than packing a small event.
+    """
+    try:
+        pack = _packers.pack
+    except AttributeError:
+        pack = _packers.pack = msgpack.Packer(
+            default=to_msgpack_safe, use_bin_type=True
+        ).pack
+    return pack(event)
 
 
 def decode_body(data):

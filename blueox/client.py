@@ -1,0 +1,93 @@
+"""Helpers for programs that read BlueOx data (kept from BlueOx 0.11).
+
+`decode_stream` turns byte chunks of concatenated msgpack (log files, pipes)
+into events; `Grouper` joins sub-events with their top-level event by id;
+`subscribe_stream` follows a running oxd's live stream.
+"""
+
+import collections
+import sys
+
+import msgpack
+
+from . import ports
+
+__all__ = [
+    "default_host",
+    "decode_stream",
+    "stdin_stream",
+    "subscribe_stream",
+    "stream_from_s3_store",
+    "Grouper",
+]
+
+READ_SIZE = 64 * 1024
+
+
+def default_host(host=None):
+    """The control address for tools: ``host``, else ``$BLUEOX_CLIENT_HOST``, else local."""
+    return ports.default_control_host(host)
+
+
+def decode_stream(stream):
+    """Yield the events in an iterable of byte chunks of concatenated msgpack."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="replace")
+    for data in stream:
+        unpacker.feed(data)
+        yield from unpacker
+
+
+def _read_chunks(binary_file):
+    read = getattr(binary_file, "read1", binary_file.read)
+    while True:
+        data = read(READ_SIZE)
+        if not data:
+            return
+        yield data
+
+
+def stdin_stream():
+    """Events decoded from standard input."""
+    return decode_stream(_read_chunks(sys.stdin.buffer))
+
+
+def subscribe_stream(control_host, subscribe):
+    """Events from a running oxd's live stream, filtered by type (``'name*'`` = prefix)."""
+    from .streaming import subscribe_stream as _subscribe_stream
+
+    return _subscribe_stream(control_host, subscribe)
+
+
+def stream_from_s3_store(bucket, type_name, start_dt, end_dt):
+    """Events of one type between two datetimes, read from the S3 archive in time order."""
+    from . import store
+
+    for log_file in store.find_log_files_in_s3(bucket, type_name, start_dt, end_dt):
+        yield from decode_stream(log_file.s3_stream(bucket))
+
+
+class Grouper:
+    """Join events with their sub-events by id.
+
+    Events are held by id; when an event whose type has no ``'.'`` (a
+    top-level event, which closes last) arrives, the list of that id's
+    events is yielded. At most ``max_size`` ids are held: the oldest are
+    forgotten first.
+    """
+
+    def __init__(self, stream, max_size=1000):
+        self.max_size = max_size
+        self.stream = stream
+        self.dict = collections.OrderedDict()
+
+    @property
+    def size(self):
+        return len(self.dict)
+
+    def __iter__(self):
+        for event in self.stream:
+            while self.size > self.max_size:
+                self.dict.popitem(last=False)
+            self.dict.setdefault(event["id"], []).append(event)
+            if "." not in event["type"]:
+                yield self.dict.pop(event["id"])

@@ -1,0 +1,391 @@
+"""Contexts: one `Context` collects the data of one event.
+
+Open contexts form a stack kept in a `contextvars.ContextVar`, so the stack
+follows the code that opened it: each thread, asyncio task, Tornado coroutine
+and Twisted ``inlineCallbacks`` generator sees its own stack, starting from a
+copy of its creator's, and never another's.
+
+Naming (see SPEC section 2):
+
+* ``'.db'`` is a child of the current context (``request`` -> ``request.db``);
+  when the parent's name already holds the child's first part, the name is
+  rebuilt from that part (``test.bar`` + ``'.bar.foo'`` -> ``test.bar.foo``).
+* ``'^.db'`` is a child of the outermost context, with the same rebuilding.
+* ``'request.db'`` is absolute: its parent is the open context sharing the
+  longest run of leading dotted parts; it is that parent's child (and shares
+  its id) only if it starts with the parent's whole name.
+"""
+
+import contextvars
+import functools
+import logging
+import os
+import random
+import socket
+import time
+
+from . import utils
+
+__all__ = [
+    "Context",
+    "current_context",
+    "top_context",
+    "find_context",
+    "find_closest_context",
+    "clear_contexts",
+    "set",
+    "append",
+    "add",
+    "context_wrap",
+]
+
+log = logging.getLogger(__name__)
+
+# Called with each finished, enabled Context. Set by blueox.configure().
+_recorder_function = None
+
+_stack = contextvars.ContextVar("blueox_contexts", default=())
+
+_host = socket.gethostname()
+_pid = os.getpid()
+
+
+def _refresh_pid():
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
+_time = time.time
+_random = random.random
+_getrandbits = random.getrandbits
+
+
+def new_id():
+    """A fresh event id: 4 bytes of big-endian UNIX seconds, 12 random bytes, as hex.
+
+    The random part comes from `random` (reseeded in a forked child), which
+    is ample for uniqueness and much cheaper than a system call.
+    """
+    return f"{int(_time()) & 0xFFFFFFFF:08x}{_getrandbits(96):024x}"
+
+
+def _rebuild_name(parent_name, relative):
+    """Join a relative name (without its leading dot) under ``parent_name``.
+
+    If the parent already holds the relative name's first part, the name is
+    rebuilt from the last such part instead of repeating it.
+    """
+    parent_parts = parent_name.split(".")
+    first = relative.split(".", 1)[0]
+    for index in range(len(parent_parts) - 1, -1, -1):
+        if parent_parts[index] == first:
+            return ".".join(parent_parts[:index] + [relative])
+    return f"{parent_name}.{relative}"
+
+
+def _shared_parts(a_parts, b_parts):
+    count = 0
+    for a, b in zip(a_parts, b_parts):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
+class Context:
+    """One event, open between `start` and `stop` (or as a ``with`` block).
+
+    ``sample=(which, rate)`` keeps the event with probability ``rate``:
+    ``which`` is ``'.'`` or the context's own name (decide for this event
+    alone), ``'..'`` (decide once per parent and type name), ``'^'``
+    (decide once at the top context) or the name of an open context.
+    """
+
+    __slots__ = (
+        "name",
+        "id",
+        "data",
+        "enabled",
+        "start_time",
+        "_writable",
+        "_sample_checks",
+    )
+
+    def __init__(self, type_name, id=None, sample=None):
+        if not isinstance(type_name, str) or not type_name:
+            raise ValueError(f"type name must be a non-empty string, not {type_name!r}")
+        stack = _stack.get()
+        parent = None
+        if type_name[0] == ".":
+            if type_name.startswith(".."):
+                raise ValueError(f"type name {type_name!r} can't start with '..'")
+            parent = stack[-1] if stack else None
+            name = _rebuild_name(parent.name, type_name[1:]) if parent else type_name[1:]
+        elif type_name[0] == "^":
+            if not type_name.startswith("^.") or type_name.startswith("^.."):
+                raise ValueError(f"top-level type name {type_name!r} must start with '^.'")
+            parent = stack[0] if stack else None
+            name = _rebuild_name(parent.name, type_name[2:]) if parent else type_name[2:]
+        else:
+            name = type_name
+            if stack:
+                closest = _closest_in(stack, name)
+                if closest is not None:
+                    if closest.name == name:
+                        log.warning("context %r opened inside an open context of the same name", name)
+                    if name == closest.name or name.startswith(closest.name + "."):
+                        parent = closest
+        if not name or name.endswith(".") or ".." in name:
+            raise ValueError(f"bad type name {type_name!r}")
+
+        self.name = name
+        self.data = {}
+        self.start_time = _time()
+        self._sample_checks = None
+        self._writable = False
+
+        if id is not None:
+            self.id = id
+        elif parent is not None:
+            self.id = parent.id
+        else:
+            self.id = new_id()
+
+        if parent is not None and not parent.enabled:
+            self.enabled = False
+        elif sample:
+            self.enabled = self._sample(sample, parent, stack, type_name)
+        else:
+            self.enabled = True
+
+    def _sample(self, sample, parent, stack, type_name):
+        which, rate = sample
+        if which == "." or which == type_name or which == self.name:
+            decider = None
+        elif which == "..":
+            decider = parent
+        elif which == "^":
+            decider = stack[0] if stack else None
+        else:
+            decider = _find_in(stack, which)
+        if decider is None:
+            return _random() < rate
+        return decider.sampled_for(self.name, rate)
+
+    @property
+    def writable(self):
+        """True while the context is open and can be written to."""
+        return self._writable
+
+    def sampled_for(self, name, rate):
+        """Decide once, for all children named ``name``, whether they are kept."""
+        checks = self._sample_checks
+        if checks is None:
+            checks = self._sample_checks = {}
+        try:
+            return checks[name]
+        except KeyError:
+            decision = checks[name] = _random() < rate
+            return decision
+
+    def _check_writable(self):
+        if not self._writable:
+            raise ValueError(f"context {self.name!r} is not open")
+
+    def set(self, key, *args, **kwargs):
+        """Set a (dotted) key: one value, several (stored as a list), or merge keywords."""
+        if not self._writable:
+            self._check_writable()
+        if args and kwargs:
+            raise ValueError("set() takes values or keywords, not both")
+        if "." not in key:
+            data = self.data
+            if len(args) == 1:
+                data[key] = args[0]
+            elif args:
+                data[key] = list(args)
+            elif kwargs:
+                existing = data.get(key)
+                if isinstance(existing, dict):
+                    existing.update(kwargs)
+                else:
+                    data[key] = dict(kwargs)
+            return
+        if len(args) == 1:
+            utils.set_deep(self.data, key, args[0])
+        elif args:
+            utils.set_deep(self.data, key, list(args))
+        elif kwargs:
+            existing = utils.get_deep(self.data, key)
+            if isinstance(existing, dict):
+                existing.update(kwargs)
+            else:
+                utils.set_deep(self.data, key, dict(kwargs))
+
+    def append(self, key, value):
+        """Append ``value`` to the list at ``key``, creating it."""
+        if not self._writable:
+            self._check_writable()
+        existing = utils.get_deep(self.data, key)
+        if isinstance(existing, list):
+            existing.append(value)
+        else:
+            utils.set_deep(self.data, key, [value])
+
+    def add(self, key, value):
+        """Add ``value`` to the counter at ``key`` (starting from 0)."""
+        if not self._writable:
+            self._check_writable()
+        utils.set_deep(self.data, key, utils.get_deep(self.data, key, 0) + value)
+
+    def to_dict(self):
+        """The event as sent: id, type, host, pid, start, end and body."""
+        return {
+            "id": self.id,
+            "type": self.name,
+            "host": _host,
+            "pid": _pid,
+            "start": self.start_time,
+            "end": _time(),
+            "body": self.data,
+        }
+
+    def start(self):
+        """Open the context: push it on the current stack and allow writes."""
+        self._writable = True
+        _stack.set(_stack.get() + (self,))
+
+    def stop(self):
+        """Close the context: no more writes; remove it from the current stack."""
+        self._writable = False
+        stack = _stack.get()
+        if stack and stack[-1] is self:
+            _stack.set(stack[:-1])
+        elif self in stack:
+            _stack.set(tuple(c for c in stack if c is not self))
+
+    def done(self):
+        """Stop the context and, if enabled, send its event, then disable it.
+
+        Disabling is what makes a context sent at most once.
+        """
+        self.stop()
+        if self.enabled:
+            recorder = _recorder_function
+            if recorder is not None:
+                try:
+                    recorder(self)
+                except Exception:
+                    log.exception("blueox failed to record %r", self.name)
+        self.enabled = False
+
+    def __enter__(self):
+        self._writable = True
+        _stack.set(_stack.get() + (self,))
+        return self
+
+    def __exit__(self, exc_type, exc_value, tb):
+        self.done()
+        return False
+
+    def __repr__(self):
+        return f"<blueox.Context {self.name!r} id={self.id!r}>"
+
+
+def _find_in(stack, name):
+    for context in reversed(stack):
+        if context.name == name:
+            return context
+    return None
+
+
+def _closest_in(stack, name):
+    """The open context sharing the longest run of leading dotted parts with ``name``.
+
+    On a tie a context whose whole name prefixes ``name`` wins, then the
+    innermost.
+    """
+    parts = name.split(".")
+    best, best_key = None, (0, False)
+    for context in reversed(stack):
+        context_parts = context.name.split(".")
+        shared = _shared_parts(parts, context_parts)
+        if shared == 0:
+            continue
+        key = (shared, shared == len(context_parts))
+        if key > best_key:
+            best, best_key = context, key
+    return best
+
+
+def current_context():
+    """The innermost open context, or None."""
+    stack = _stack.get()
+    return stack[-1] if stack else None
+
+
+def top_context():
+    """The outermost open context, or None."""
+    stack = _stack.get()
+    return stack[0] if stack else None
+
+
+def find_context(name):
+    """``'.'`` current, ``'..'`` its parent, ``'^'`` the top, else by exact name."""
+    stack = _stack.get()
+    if not stack:
+        return None
+    if name == ".":
+        return stack[-1]
+    if name == "..":
+        return stack[-2] if len(stack) > 1 else None
+    if name == "^":
+        return stack[0]
+    return _find_in(stack, name)
+
+
+def find_closest_context(name):
+    """The open context that would be the parent of an absolute ``name``."""
+    return _closest_in(_stack.get(), name)
+
+
+def clear_contexts():
+    """Forget every open context of the current thread or task."""
+    _stack.set(())
+
+
+def set(*args, **kwargs):
+    """`Context.set` on the current context; a no-op when there is none."""
+    stack = _stack.get()
+    if stack:
+        stack[-1].set(*args, **kwargs)
+
+
+def append(*args, **kwargs):
+    """`Context.append` on the current context; a no-op when there is none."""
+    stack = _stack.get()
+    if stack:
+        stack[-1].append(*args, **kwargs)
+
+
+def add(*args, **kwargs):
+    """`Context.add` on the current context; a no-op when there is none."""
+    stack = _stack.get()
+    if stack:
+        stack[-1].add(*args, **kwargs)
+
+
+def context_wrap(type_name, sample=None):
+    """Decorator running each call of the function inside a new `Context`."""
+
+    def wrapper(func):
+        @functools.wraps(func)
+        def inner(*args, **kwargs):
+            with Context(type_name, sample=sample):
+                return func(*args, **kwargs)
+
+        return inner
+
+    return wrapper
