@@ -1,0 +1,89 @@
+"""Tests for blueox.LogHandler: logging records as sub-events."""
+
+import logging
+import logging.config
+
+from twisted.trial.unittest import SynchronousTestCase
+
+import blueox
+
+
+class LogHandlerTests(SynchronousTestCase):
+    def setUp(self):
+        self.recorded = []
+        blueox.configure(None, None, recorder=self.recorded.append)
+        self.addCleanup(blueox.configure, None, None)
+        self.addCleanup(blueox.clear_contexts)
+        self.logger = logging.getLogger("app.test_logger")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.DEBUG)
+        self.handler = blueox.LogHandler()
+        self.logger.addHandler(self.handler)
+        self.addCleanup(self.logger.removeHandler, self.handler)
+
+    def test_record_becomes_sub_event(self):
+        """A record inside a request becomes 'request.log' with the request's id."""
+        with blueox.Context("request", "rid"):
+            self.logger.info("hello %s", "world")
+        log_event = self.recorded[0]
+        self.assertEqual(log_event.name, "request.log")
+        self.assertEqual(log_event.id, "rid")
+        self.assertEqual(
+            log_event.data,
+            {"name": "app.test_logger", "level": "INFO", "msg": "hello world"},
+        )
+
+    def test_record_outside_context(self):
+        """A record with no open context becomes a top-level 'log' event."""
+        self.logger.warning("alone")
+        self.assertEqual(self.recorded[0].name, "log")
+        self.assertEqual(self.recorded[0].data["level"], "WARNING")
+
+    def test_exception_traceback(self):
+        """logger.exception records the formatted traceback under 'exception'."""
+        with blueox.Context("request"):
+            try:
+                raise ZeroDivisionError("no")
+            except ZeroDivisionError:
+                self.logger.exception("failed")
+        data = self.recorded[0].data
+        self.assertEqual(data["msg"], "failed")
+        self.assertIn("Traceback (most recent call last)", data["exception"])
+        self.assertIn("ZeroDivisionError: no", data["exception"])
+        self.assertIn("test_exception_traceback", data["exception"])
+
+    def test_custom_type_name(self):
+        """LogHandler(type_name) names the sub-event."""
+        self.handler.type_name = ".applog"
+        with blueox.Context("request"):
+            self.logger.error("x")
+        self.assertEqual(self.recorded[0].name, "request.applog")
+
+    def test_own_loggers_skipped(self):
+        """Records from blueox's own loggers never become events."""
+        own = logging.getLogger("blueox.emitter")
+        own.addHandler(self.handler)
+        self.addCleanup(own.removeHandler, self.handler)
+        own.propagate = False
+        self.addCleanup(setattr, own, "propagate", True)
+        own.error("queue full")
+        self.assertEqual(self.recorded, [])
+
+    def test_dict_config_class_path(self):
+        """'class': 'blueox.LogHandler' works in a logging dictConfig."""
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"blueox": {"level": "INFO", "class": "blueox.LogHandler"}},
+                "loggers": {"app.dictconfig": {"handlers": ["blueox"], "propagate": False}},
+            }
+        )
+        logger = logging.getLogger("app.dictconfig")
+        self.addCleanup(logger.handlers.clear)
+        with blueox.Context("request"):
+            logger.debug("dropped by level")
+            logger.info("kept")
+        self.assertEqual(
+            [c.data["msg"] for c in self.recorded if c.name == "request.log"], ["kept"]
+        )
