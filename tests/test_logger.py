@@ -76,7 +76,13 @@ class LogHandlerTests(SynchronousTestCase):
                 "version": 1,
                 "disable_existing_loggers": False,
                 "handlers": {"blueox": {"level": "INFO", "class": "blueox.LogHandler"}},
-                "loggers": {"app.dictconfig": {"handlers": ["blueox"], "propagate": False}},
+                "loggers": {
+                    "app.dictconfig": {
+                        "handlers": ["blueox"],
+                        "level": "DEBUG",
+                        "propagate": False,
+                    }
+                },
             }
         )
         logger = logging.getLogger("app.dictconfig")
