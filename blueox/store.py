@@ -1,0 +1,429 @@
+"""Manage the log files oxd writes, locally and in an S3 bucket.
+
+oxd writes ``<log-path>/<YYYYMMDD>/<type>-<YYYYMMDD>.log`` (or, with
+``--rotate-hours``, ``<type>-<YYYYMMDDHH>.log``); ``oxstore zip`` turns them
+into ``.log.bz2`` and ``oxstore upload`` puts them in a bucket as
+``<YYYYMMDD>/<type>-<date>-<host>.log[.bz2]``.
+
+The names and behaviour are those of BlueOx 0.11's ``blueox.store`` so report
+scripts written for it keep working; S3 goes through boto3, and a *bucket*
+argument is a ``boto3.resource('s3').Bucket`` (see `open_bucket`) or a bucket
+name. Times are naive `datetime` values in UTC, as oxd names its files.
+"""
+
+import bz2
+import collections
+import datetime
+import io
+import logging
+import os
+import re
+import shutil
+
+from . import errors
+from ._s3 import S3Error, as_bucket, describe_s3_error, open_bucket
+
+__all__ = [
+    "DATE_FORMATS",
+    "InvalidDateError",
+    "S3Error",
+    "LogFile",
+    "LocalLogFile",
+    "S3LogFile",
+    "parse_date_range_argument",
+    "list_log_files",
+    "filter_log_files_for_active",
+    "filter_log_files_for_zipping",
+    "filter_log_files_for_uploading",
+    "zip_log_file",
+    "prune_log_path",
+    "s3_prefix_for_date_and_type",
+    "inclusive_date_range",
+    "find_log_files_in_path",
+    "find_log_files_in_s3",
+    "open_bucket",
+    "describe_s3_error",
+]
+
+log = logging.getLogger(__name__)
+
+DATE_FORMATS = ["%Y%m%d", "%Y%m%d %H:%M"]
+
+# How much is read or written at a time when streaming a file.
+CHUNK_SIZE = 64 * 1024
+
+# ``<type>-<YYYYMMDD[HH]>[-<host>].log[.bz2]``. Type names may contain '-' and
+# hosts may be FQDNs, so every place a date could start is tried in turn (see
+# `LogFile.from_filename`).
+_DATE_PART = re.compile(r"-(\d{10}|\d{8})(?=-|\.log(?:\.bz2)?$)")
+_TAIL_PART = re.compile(r"^(?:-(?P<host>.+?))?\.log(?P<zip>\.bz2)?$")
+
+
+class InvalidDateError(errors.Error):
+    """A date argument in neither ``YYYYMMDD`` nor ``"YYYYMMDD HH:MM"`` form."""
+
+
+def parse_date_range_argument(value):
+    """Parse ``YYYYMMDD`` or ``"YYYYMMDD HH:MM"`` into a naive UTC `datetime`.
+
+    Raises `InvalidDateError` for anything else.
+    """
+    for fmt in DATE_FORMATS:
+        try:
+            return datetime.datetime.strptime(value, fmt)
+        except (TypeError, ValueError):
+            pass
+    raise InvalidDateError(
+        f'invalid date {value!r}: use YYYYMMDD or "YYYYMMDD HH:MM"'
+    )
+
+
+class LogFile:
+    """The parts of a log file's name: type, optional host, date or hour.
+
+    A file of daily rotation has only a ``date``; one of hourly rotation has a
+    ``dt`` (its first hour) and the ``date`` of that hour. Subclasses know how
+    to read the file from where it lives.
+    """
+
+    def __init__(self, type_name, host=None, dt=None, date=None, bzip=False):
+        if dt is None and date is None:
+            raise ValueError("a log file needs a date or a datetime")
+        self.type_name = type_name
+        self.host = host
+        self.dt = dt
+        self.date = date or dt.date()
+        self.bzip = bzip
+        # The size in bytes when known (set by listings), for progress reports.
+        self.size = None
+
+    @property
+    def sort_dt(self):
+        """The file's first moment, so daily and hourly files sort together."""
+        if self.dt is not None:
+            return self.dt
+        return datetime.datetime(self.date.year, self.date.month, self.date.day)
+
+    @property
+    def file_name(self):
+        """``<type>-<date>[-<host>].log[.bz2]``."""
+        if self.dt is not None:
+            date_part = self.dt.strftime("%Y%m%d%H")
+        else:
+            date_part = self.date.strftime("%Y%m%d")
+        host_part = f"-{self.host}" if self.host else ""
+        zip_part = ".bz2" if self.bzip else ""
+        return f"{self.type_name}-{date_part}{host_part}.log{zip_part}"
+
+    @property
+    def file_path(self):
+        """``<YYYYMMDD>/<file_name>``: the path under a log path, or the S3 key."""
+        return f"{self.date.strftime('%Y%m%d')}/{self.file_name}"
+
+    @classmethod
+    def from_filename(cls, filename):
+        """Parse a file name (any directories are ignored).
+
+        Raises `ValueError` when the name is not one of a log file.
+        """
+        basename = os.path.basename(filename)
+        for match in _DATE_PART.finditer(basename):
+            type_name = basename[: match.start()]
+            tail = _TAIL_PART.match(basename[match.end() :])
+            if not type_name or tail is None:
+                continue
+            date_str = match.group(1)
+            try:
+                if len(date_str) == 10:
+                    dt = datetime.datetime.strptime(date_str, "%Y%m%d%H")
+                    date = None
+                else:
+                    dt = None
+                    date = datetime.datetime.strptime(date_str, "%Y%m%d").date()
+            except ValueError:
+                continue
+            return cls(
+                type_name,
+                host=tail.group("host"),
+                dt=dt,
+                date=date,
+                bzip=bool(tail.group("zip")),
+            )
+        raise ValueError(f"not a blueox log file name: {basename!r}")
+
+    def _key(self):
+        return (type(self), self.type_name, self.host, self.dt, self.date, self.bzip)
+
+    def __eq__(self, other):
+        if not isinstance(other, LogFile):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.file_path}>"
+
+
+def _decompressed(chunks, bzip):
+    """Yield the bytes of ``chunks``, bz2-decoded when ``bzip``.
+
+    Files made of several bz2 streams (as ``pbzip2`` or appending writes) are
+    decoded whole.
+    """
+    if not bzip:
+        for chunk in chunks:
+            if chunk:
+                yield chunk
+        return
+    decompressor = bz2.BZ2Decompressor()
+    for chunk in chunks:
+        while chunk:
+            data = decompressor.decompress(chunk)
+            if data:
+                yield data
+            if decompressor.eof:
+                chunk = decompressor.unused_data
+                decompressor = bz2.BZ2Decompressor()
+            else:
+                chunk = b""
+
+
+class S3LogFile(LogFile):
+    """A log file in an S3 bucket, named with the host that uploaded it."""
+
+    def s3_key(self, bucket):
+        """The boto3 ``Object`` for this file in ``bucket``."""
+        return as_bucket(bucket).Object(self.file_path)
+
+    def s3_stream(self, bucket, chunk_size=CHUNK_SIZE):
+        """Yield the file's bytes in chunks, bz2-decoded if it is zipped."""
+        body = self.s3_key(bucket).get()["Body"]
+        try:
+            yield from _decompressed(body.iter_chunks(chunk_size), self.bzip)
+        finally:
+            body.close()
+
+    # BlueOx 0.11's name for `s3_stream`.
+    open = s3_stream
+
+    @classmethod
+    def from_s3_key(cls, key):
+        """Parse a boto3 ``ObjectSummary``/``Object`` (or a key string)."""
+        name = key if isinstance(key, str) else getattr(key, "key", None)
+        if name is None:
+            name = key.name
+        log_file = cls.from_filename(name)
+        log_file.size = getattr(key, "size", None)
+        return log_file
+
+
+class LocalLogFile(LogFile):
+    """A log file under a local log path, as oxd writes it (no host)."""
+
+    def get_local_file_path(self, log_path):
+        """``<log_path>/<YYYYMMDD>/<file_name>``."""
+        return os.path.join(log_path, self.file_path)
+
+    def local_stream(self, log_path, chunk_size=CHUNK_SIZE):
+        """Yield the file's bytes in chunks, bz2-decoded if it is zipped."""
+        with open(self.get_local_file_path(log_path), "rb") as f:
+            yield from _decompressed(iter(lambda: f.read(chunk_size), b""), self.bzip)
+
+    # BlueOx 0.11's name for `local_stream`.
+    open = local_stream
+
+    def build_remote(self, host):
+        """The `S3LogFile` this file becomes when ``host`` uploads it."""
+        remote = S3LogFile(
+            self.type_name, host=host, dt=self.dt, date=self.date, bzip=self.bzip
+        )
+        remote.size = self.size
+        return remote
+
+
+def list_log_files(log_path):
+    """Every log file found under ``log_path``, as `LocalLogFile` objects.
+
+    Other files are logged and skipped; hidden files (such as the temporary
+    files of `zip_log_file`) are skipped silently.
+    """
+    log_files = []
+    for dirpath, dirnames, filenames in os.walk(log_path):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            if filename.startswith("."):
+                continue
+            full_path = os.path.join(dirpath, filename)
+            try:
+                log_file = LocalLogFile.from_filename(filename)
+            except ValueError:
+                log.warning("Not a blueox log file: %s", full_path)
+                continue
+            try:
+                log_file.size = os.stat(full_path).st_size
+            except OSError:
+                continue  # removed while we looked
+            log_files.append(log_file)
+    return log_files
+
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def filter_log_files_for_active(log_files, now=None):
+    """Leave out the files oxd may still be writing.
+
+    That is the newest file of each type, unless it is from a day that ended
+    more than an hour before ``now`` (default: the current UTC time).
+    """
+    now = now or _utcnow()
+    cutoff_date = (now - datetime.timedelta(hours=1)).date()
+    files_by_type = collections.defaultdict(list)
+    for log_file in log_files:
+        files_by_type[log_file.type_name].append(log_file)
+
+    out_log_files = []
+    for type_files in files_by_type.values():
+        type_files.sort(key=lambda f: f.sort_dt)
+        newest = type_files.pop()
+        out_log_files.extend(type_files)
+        if newest.date < cutoff_date:
+            out_log_files.append(newest)
+    return out_log_files
+
+
+def filter_log_files_for_zipping(log_files, now=None):
+    """The unzipped files that are no longer written to."""
+    return [
+        lf for lf in filter_log_files_for_active(log_files, now=now) if not lf.bzip
+    ]
+
+
+def filter_log_files_for_uploading(log_files, zipped_only, now=None):
+    """The files that are no longer written to; only zipped ones if asked."""
+    return [
+        lf
+        for lf in filter_log_files_for_active(log_files, now=now)
+        if lf.bzip or not zipped_only
+    ]
+
+
+def zip_log_file(log_file, log_path, progress=None):
+    """Compress a local log file to ``.log.bz2`` and remove the original.
+
+    The compressed file appears whole or not at all (it is written under a
+    hidden name and renamed). ``log_file.bzip`` becomes true. ``progress``, if
+    given, is called with the number of bytes read after each chunk.
+    """
+    orig_path = log_file.get_local_file_path(log_path)
+    zipped = LocalLogFile(
+        log_file.type_name, host=log_file.host, dt=log_file.dt,
+        date=log_file.date, bzip=True,
+    )
+    zip_path = zipped.get_local_file_path(log_path)
+    tmp_path = os.path.join(
+        os.path.dirname(zip_path), f".{os.path.basename(zip_path)}.tmp"
+    )
+    try:
+        with open(orig_path, "rb") as source, bz2.open(tmp_path, "wb") as target:
+            for chunk in iter(lambda: source.read(CHUNK_SIZE), b""):
+                target.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        os.replace(tmp_path, zip_path)
+    except BaseException:
+        try:
+            os.unlink(tmp_path)
+        except OSError:
+            pass
+        raise
+    os.unlink(orig_path)
+    log_file.bzip = True
+    log_file.size = os.stat(zip_path).st_size
+
+
+def prune_log_path(log_path, retain_days, now=None):
+    """Remove the date folders of ``log_path`` older than ``retain_days`` days.
+
+    Returns the removed folders' paths. Folders not named ``YYYYMMDD`` are left
+    alone.
+    """
+    now = now or _utcnow()
+    oldest_kept = (now - datetime.timedelta(days=retain_days)).date()
+    removed = []
+    try:
+        names = sorted(os.listdir(log_path))
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        path = os.path.join(log_path, name)
+        try:
+            folder_date = datetime.datetime.strptime(name, "%Y%m%d").date()
+        except ValueError:
+            continue
+        if len(name) == 8 and folder_date < oldest_kept and os.path.isdir(path):
+            log.info("Removing %s", path)
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
+def s3_prefix_for_date_and_type(date, type_name):
+    """``<YYYYMMDD>/<type>-``: the key prefix of a type's files on a date."""
+    return f"{date.strftime('%Y%m%d')}/{type_name}-"
+
+
+def inclusive_date_range(start_dt, end_dt):
+    """Yield each `date` from ``start_dt``'s through ``end_dt``'s."""
+    current = start_dt.date() if isinstance(start_dt, datetime.datetime) else start_dt
+    end = end_dt.date() if isinstance(end_dt, datetime.datetime) else end_dt
+    while current <= end:
+        yield current
+        current += datetime.timedelta(days=1)
+
+
+def _in_range(log_file, type_name, start_dt, end_dt):
+    """Whether a file of ``type_name`` may hold events from the time range.
+
+    A daily file counts when its date is in range; an hourly file when its hour
+    is, the start being taken from the top of its hour.
+    """
+    if log_file.type_name != type_name:
+        return False
+    if log_file.dt is None:
+        return start_dt.date() <= log_file.date <= end_dt.date()
+    first_hour = start_dt.replace(minute=0, second=0, microsecond=0)
+    return first_hour <= log_file.dt <= end_dt
+
+
+def find_log_files_in_path(log_path, type_name, start_dt, end_dt):
+    """The `LocalLogFile` objects of ``type_name`` in the time range, in order."""
+    out_log_files = []
+    for date in inclusive_date_range(start_dt, end_dt):
+        folder = os.path.join(log_path, date.strftime("%Y%m%d"))
+        for log_file in list_log_files(folder):
+            if _in_range(log_file, type_name, start_dt, end_dt):
+                out_log_files.append(log_file)
+    out_log_files.sort(key=lambda f: (f.sort_dt, f.host or ""))
+    return out_log_files
+
+
+def find_log_files_in_s3(bucket, type_name, start_dt, end_dt):
+    """The `S3LogFile` objects of ``type_name`` in the time range, in order."""
+    bucket = as_bucket(bucket)
+    out_log_files = []
+    for date in inclusive_date_range(start_dt, end_dt):
+        prefix = s3_prefix_for_date_and_type(date, type_name)
+        for summary in bucket.objects.filter(Prefix=prefix):
+            try:
+                log_file = S3LogFile.from_s3_key(summary)
+            except ValueError:
+                log.warning("S3 key %r is not a log file", summary.key)
+                continue
+            if _in_range(log_file, type_name, start_dt, end_dt):
+                out_log_files.append(log_file)
+    out_log_files.sort(key=lambda f: (f.sort_dt, f.host or ""))
+    return out_log_files

@@ -1,0 +1,371 @@
+"""Tests for blueox.store: log file names, filters, zipping, and S3 reads."""
+
+import bz2
+import datetime
+import io
+import logging
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from blueox import store
+from blueox.cli._progress import Progress, format_bytes
+from tests import _s3server
+
+D = datetime.date
+DT = datetime.datetime
+
+
+def write_file(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+class CapturedWarnings(logging.Handler):
+    """Collects blueox.store's log records for the length of a test."""
+
+    def __init__(self, test):
+        super().__init__()
+        self.messages = []
+        logger = logging.getLogger("blueox.store")
+        logger.addHandler(self)
+        self.patch_propagate = logger.propagate
+        logger.propagate = False
+        test.addCleanup(logger.removeHandler, self)
+        test.addCleanup(setattr, logger, "propagate", self.patch_propagate)
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+class LogFileNameTests(SynchronousTestCase):
+    def test_daily_name(self):
+        """A daily file name parses into its type and date and back."""
+        lf = store.LogFile.from_filename("/var/log/blueox/20140229/request-20140228.log")
+        self.assertEqual(
+            (lf.type_name, lf.host, lf.dt, lf.date, lf.bzip),
+            ("request", None, None, D(2014, 2, 28), False),
+        )
+        self.assertEqual(lf.file_name, "request-20140228.log")
+        self.assertEqual(lf.file_path, "20140228/request-20140228.log")
+
+    def test_hourly_name(self):
+        """An hourly file name parses into a datetime and sorts by its hour."""
+        lf = store.LogFile.from_filename("request-2014022810.log.bz2")
+        self.assertEqual(lf.dt, DT(2014, 2, 28, 10))
+        self.assertEqual(lf.date, D(2014, 2, 28))
+        self.assertTrue(lf.bzip)
+        self.assertEqual(lf.sort_dt, DT(2014, 2, 28, 10))
+        self.assertEqual(lf.file_name, "request-2014022810.log.bz2")
+
+    def test_daily_sort_dt(self):
+        """A daily file sorts at midnight of its date."""
+        lf = store.LogFile("request", date=D(2014, 2, 28))
+        self.assertEqual(lf.sort_dt, DT(2014, 2, 28))
+
+    def test_dashed_type_and_fqdn_host(self):
+        """Type names with dashes and hosts that are FQDNs with dashes survive."""
+        name = "nginx-error-2014022810-web-1.example.com.log.bz2"
+        lf = store.LogFile.from_filename(name)
+        self.assertEqual(lf.type_name, "nginx-error")
+        self.assertEqual(lf.host, "web-1.example.com")
+        self.assertEqual(lf.dt, DT(2014, 2, 28, 10))
+        self.assertEqual(lf.file_name, name)
+
+    def test_host_with_digits(self):
+        """A host that starts with digits is not taken for part of the date."""
+        lf = store.LogFile.from_filename("request.db-20140228-10.0.0.1.log")
+        self.assertEqual(
+            (lf.type_name, lf.date, lf.dt, lf.host),
+            ("request.db", D(2014, 2, 28), None, "10.0.0.1"),
+        )
+
+    def test_not_log_files(self):
+        """Names that are not log files raise ValueError."""
+        for name in ["README", "request.log", "request-2014.log", "-20140228.log",
+                     "request-20141340.log", "request-20140228.log.gz"]:
+            self.assertRaises(ValueError, store.LogFile.from_filename, name)
+
+    def test_needs_a_date(self):
+        """A LogFile without date or datetime is refused."""
+        self.assertRaises(ValueError, store.LogFile, "request")
+
+    def test_build_remote(self):
+        """A local file becomes an S3 file named with the uploading host."""
+        local = store.LocalLogFile("request", date=D(2014, 2, 28), bzip=True)
+        remote = local.build_remote("web1")
+        self.assertIsInstance(remote, store.S3LogFile)
+        self.assertEqual(remote.file_path, "20140228/request-20140228-web1.log.bz2")
+
+
+class DateTests(SynchronousTestCase):
+    def test_parse_date_range_argument(self):
+        """Dates parse as YYYYMMDD or "YYYYMMDD HH:MM" and nothing else."""
+        self.assertEqual(store.parse_date_range_argument("20120313"), DT(2012, 3, 13))
+        self.assertEqual(
+            store.parse_date_range_argument("20120313 12:30"), DT(2012, 3, 13, 12, 30)
+        )
+        for bad in ["2012-03-13", "yesterday", "20121313", ""]:
+            self.assertRaises(
+                store.InvalidDateError, store.parse_date_range_argument, bad
+            )
+
+    def test_inclusive_date_range(self):
+        """The range includes both end dates, across a month end."""
+        self.assertEqual(
+            list(store.inclusive_date_range(DT(2012, 2, 28, 23), DT(2012, 3, 1, 1))),
+            [D(2012, 2, 28), D(2012, 2, 29), D(2012, 3, 1)],
+        )
+
+    def test_s3_prefix(self):
+        """The S3 prefix of a date and type ends with the dash before the date."""
+        self.assertEqual(
+            store.s3_prefix_for_date_and_type(D(2012, 3, 13), "request"),
+            "20120313/request-",
+        )
+
+
+class FilterTests(SynchronousTestCase):
+    now = DT(2014, 3, 10, 12)
+
+    def files(self, *names):
+        return [store.LocalLogFile.from_filename(n) for n in names]
+
+    def test_active_newest_kept(self):
+        """The newest file of each type is left out while it may be written."""
+        files = self.files(
+            "request-20140308.log", "request-20140310.log", "request-20140309.log",
+            "web-2014031009.log", "web-2014031010.log",
+        )
+        out = store.filter_log_files_for_active(files, now=self.now)
+        self.assertEqual(
+            sorted(f.file_name for f in out),
+            ["request-20140308.log", "request-20140309.log", "web-2014031009.log"],
+        )
+
+    def test_active_old_newest_included(self):
+        """A type's newest file from a day that ended over an hour ago is finished."""
+        files = self.files("old-20140301.log", "old-20140302.log")
+        out = store.filter_log_files_for_active(files, now=self.now)
+        self.assertEqual(len(out), 2)
+        # Just after midnight yesterday's file may still be written.
+        out = store.filter_log_files_for_active(
+            self.files("late-20140309.log"), now=DT(2014, 3, 10, 0, 30)
+        )
+        self.assertEqual(out, [])
+
+    def test_zipping_and_uploading(self):
+        """Zipping skips zipped files; uploading can be limited to zipped ones."""
+        files = self.files(
+            "request-20140307.log.bz2", "request-20140308.log", "request-20140310.log"
+        )
+        self.assertEqual(
+            [f.file_name for f in store.filter_log_files_for_zipping(files, self.now)],
+            ["request-20140308.log"],
+        )
+        self.assertEqual(
+            [f.file_name for f in
+             store.filter_log_files_for_uploading(files, True, now=self.now)],
+            ["request-20140307.log.bz2"],
+        )
+        self.assertEqual(
+            len(store.filter_log_files_for_uploading(files, False, now=self.now)), 2
+        )
+
+
+class LocalFileTests(SynchronousTestCase):
+    def setUp(self):
+        self.log_path = self.mktemp()
+        os.makedirs(self.log_path)
+
+    def test_list_log_files(self):
+        """Log files are found in date folders; other and hidden files are not."""
+        write_file(os.path.join(self.log_path, "20140308", "request-20140308.log"), b"a")
+        write_file(os.path.join(self.log_path, "20140308", "notes.txt"), b"b")
+        write_file(os.path.join(self.log_path, "20140308", ".x-20140308.log.bz2.tmp"), b"")
+        warnings = CapturedWarnings(self)
+        files = store.list_log_files(self.log_path)
+        self.assertEqual([f.file_path for f in files], ["20140308/request-20140308.log"])
+        self.assertEqual(files[0].size, 1)
+        self.assertEqual(len(warnings.messages), 1)
+        self.assertIn("notes.txt", warnings.messages[0])
+
+    def test_zip_log_file(self):
+        """Zipping writes a .log.bz2 with the same bytes and removes the original."""
+        data = os.urandom(200_000)
+        write_file(os.path.join(self.log_path, "20140308", "request-20140308.log"), data)
+        (lf,) = store.list_log_files(self.log_path)
+        seen = []
+        store.zip_log_file(lf, self.log_path, progress=seen.append)
+        self.assertTrue(lf.bzip)
+        self.assertEqual(sum(seen), len(data))
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(self.log_path, "20140308"))),
+            ["request-20140308.log.bz2"],
+        )
+        self.assertEqual(b"".join(lf.local_stream(self.log_path)), data)
+        self.assertEqual(b"".join(lf.open(self.log_path)), data)
+
+    def test_multi_stream_bz2(self):
+        """A bz2 file made of several streams is decoded whole."""
+        path = os.path.join(self.log_path, "20140308", "request-20140308.log.bz2")
+        write_file(path, bz2.compress(b"first ") + bz2.compress(b"second"))
+        (lf,) = store.list_log_files(self.log_path)
+        self.assertEqual(b"".join(lf.local_stream(self.log_path)), b"first second")
+
+    def test_find_log_files_in_path(self):
+        """Only the type asked for, in the range (hour-aligned), comes back in order."""
+        for name in [
+            "20140308/request-2014030823.log.bz2",
+            "20140309/request-2014030900.log",
+            "20140309/request-2014030901.log",
+            "20140309/request-2014030902.log",
+            "20140309/request.db-2014030901.log",
+            "20140309/request-db-2014030901.log",
+            "20140310/request-20140310.log",
+        ]:
+            write_file(os.path.join(self.log_path, name), b"x")
+        found = store.find_log_files_in_path(
+            self.log_path, "request", DT(2014, 3, 8, 23, 30), DT(2014, 3, 9, 1, 0)
+        )
+        self.assertEqual(
+            [f.file_name for f in found],
+            ["request-2014030823.log.bz2", "request-2014030900.log",
+             "request-2014030901.log"],
+        )
+        found = store.find_log_files_in_path(
+            self.log_path, "request", DT(2014, 3, 10), DT(2014, 3, 11)
+        )
+        self.assertEqual([f.file_name for f in found], ["request-20140310.log"])
+
+    def test_prune_log_path(self):
+        """Date folders older than the retention go; newer and other folders stay."""
+        for folder in ["20140301", "20140302", "20140303", "archive"]:
+            write_file(os.path.join(self.log_path, folder, "x-20140301.log"), b"x")
+        removed = store.prune_log_path(self.log_path, 7, now=DT(2014, 3, 9, 12))
+        self.assertEqual([os.path.basename(p) for p in removed], ["20140301"])
+        self.assertEqual(
+            sorted(os.listdir(self.log_path)), ["20140302", "20140303", "archive"]
+        )
+
+
+class S3Tests(SynchronousTestCase):
+    def setUp(self):
+        self.bucket = _s3server.make_bucket()
+
+    def put(self, key, data):
+        self.bucket.put_object(Key=key, Body=data)
+
+    def test_find_and_stream(self):
+        """S3 files of a type in a range are found in order and read decompressed."""
+        self.put("20140308/request-20140308-web2.log.bz2", bz2.compress(b"b2"))
+        self.put("20140308/request-20140308-web1.log", b"a1")
+        self.put("20140309/request-2014030910-web1.log", b"c1")
+        self.put("20140309/request-2014030912-web1.log", b"late")
+        self.put("20140309/request-db-2014030910-web1.log", b"other type")
+        self.put("20140309/request-garbage", b"not a log")
+        warnings = CapturedWarnings(self)
+        found = store.find_log_files_in_s3(
+            self.bucket, "request", DT(2014, 3, 8), DT(2014, 3, 9, 11)
+        )
+        self.assertEqual(
+            [f.file_path for f in found],
+            ["20140308/request-20140308-web1.log",
+             "20140308/request-20140308-web2.log.bz2",
+             "20140309/request-2014030910-web1.log"],
+        )
+        self.assertEqual([f.size for f in found], [2, len(bz2.compress(b"b2")), 2])
+        self.assertEqual(
+            b"".join(chunk for f in found for chunk in f.s3_stream(self.bucket)),
+            b"a1b2c1",
+        )
+        self.assertEqual(
+            warnings.messages, ["S3 key '20140309/request-garbage' is not a log file"]
+        )
+
+    def test_bucket_name_accepted(self):
+        """A bucket name works where a bucket is expected (BlueOx 0.11 scripts)."""
+        self.put("20140308/request-20140308-web1.log", b"a1")
+        resource = _s3server.s3_resource()
+        found = store.find_log_files_in_s3(
+            resource.Bucket(self.bucket.name), "request", DT(2014, 3, 8), DT(2014, 3, 8)
+        )
+        self.assertEqual(len(found), 1)
+        self.assertEqual(b"".join(found[0].open(self.bucket)), b"a1")
+
+    def test_open_missing_bucket(self):
+        """Opening a bucket that does not exist raises S3Error saying so."""
+        self.patch(os, "environ", _s3server.s3_env())
+        error = self.assertRaises(
+            store.S3Error, store.open_bucket, "no-such-bucket-here",
+            endpoint_url=_s3server.endpoint_url(),
+        )
+        self.assertIn("does not exist", str(error))
+
+
+class DescribeErrorTests(SynchronousTestCase):
+    def test_descriptions(self):
+        """boto3's exceptions become one human line; others are left alone."""
+        from botocore import exceptions as bx
+
+        self.assertIn(
+            "no AWS credentials", store.describe_s3_error(bx.NoCredentialsError())
+        )
+        self.assertIn(
+            "cannot reach S3",
+            store.describe_s3_error(bx.EndpointConnectionError(endpoint_url="http://x")),
+        )
+        denied = bx.ClientError({"Error": {"Code": "AccessDenied"}}, "ListObjects")
+        self.assertEqual(
+            store.describe_s3_error(denied, "b1"), "access denied to bucket 'b1'"
+        )
+        self.assertIsNone(store.describe_s3_error(KeyError("x")))
+        for message in [
+            store.describe_s3_error(bx.NoCredentialsError()),
+            store.describe_s3_error(denied, "b1"),
+        ]:
+            self.assertNotIn("\n", message)
+
+
+class FakeTerminal(io.StringIO):
+    def __init__(self, tty):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+class ProgressTests(SynchronousTestCase):
+    def test_terminal(self):
+        """On a terminal progress shows files and bytes done, rate-limited."""
+        now = [0.0]
+        out = FakeTerminal(True)
+        progress = Progress("zip", 2, 3_000_000, stream=out, clock=lambda: now[0])
+        progress.add_bytes(1_000_000)
+        progress.add_bytes(500_000)  # within the interval: not drawn
+        self.assertEqual(out.getvalue().count("\r"), 1)
+        now[0] = 1.0
+        progress.file_done()
+        progress.add_bytes(1_500_000)
+        progress.file_done()
+        progress.finish()
+        self.assertTrue(out.getvalue().endswith("zip: 2/2 files, 3.0 MB/3.0 MB\n"))
+
+    def test_pipe(self):
+        """When the stream is not a terminal nothing at all is written."""
+        out = FakeTerminal(False)
+        progress = Progress("zip", 1, 10, stream=out)
+        progress.add_bytes(10)
+        progress.file_done()
+        progress.finish()
+        self.assertEqual(out.getvalue(), "")
+
+    def test_format_bytes(self):
+        """Byte counts read as B, kB, MB, GB."""
+        self.assertEqual(
+            [format_bytes(n) for n in (512, 3200, 40_500_000, 2e12)],
+            ["512 B", "3.2 kB", "40.5 MB", "2000.0 GB"],
+        )
