@@ -1,0 +1,47 @@
+"""oxd's validated, frozen configuration: what the options become.
+
+Options are parsed and checked once (`blueox.oxd.tap`), turned into an
+`OxdConfig`, and the services receive plain constructor arguments from it.
+Nothing reads options or environment variables after that.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["OxdConfig", "Address"]
+
+
+@dataclass(frozen=True)
+class Address:
+    """A TCP address; ``host`` ``"*"`` means every interface."""
+
+    host: str
+    port: int
+
+    def endpoint(self):
+        """The ZeroMQ endpoint, ``tcp://host:port``."""
+        return f"tcp://{self.host}:{self.port}"
+
+    def __str__(self):
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class OxdConfig:
+    """Everything oxd needs to run; see ``twistd blueox --help``."""
+
+    collect: Address
+    control: Address
+    forward: Address | None = None
+    log_path: str | None = None
+    rotate_hours: int | None = None
+    verbosity: int = 0
+    spool_max_events: int = 100_000
+    spool_max_bytes: int = 64 * 1024 * 1024
+    max_message_size: int = 1024 * 1024
+    receive_hwm: int = 50_000
+    stream_hwm: int = 10_000
+    forward_hwm: int = 200
+    drain_timeout: float = 5.0
+    max_open_files: int = 256
+    stream_ports: tuple = (35000, 36000)
+    check_bodies: bool = False

@@ -1,0 +1,98 @@
+"""The publisher service: stream every event live as ``[type, body]``.
+
+An XPUB socket bound to a port chosen in the stream port range (35000-36000
+by default) on the control host; oxview finds the port with the control
+port's ``SOCK_STREAM``. Subscribers filter by type-name prefix (ZeroMQ
+subscriptions on the first frame).
+
+XPUB rather than PUB: it tells us which prefixes are subscribed, so when no
+one listens (the usual case) publishing costs nothing, and events of types
+no one asked for are not even handed to ZeroMQ. A slow subscriber is
+bounded by the send high-water mark; ZeroMQ drops what is past it for that
+subscriber alone.
+"""
+
+import zmq
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from blueox.oxd.zmqio import ZmqSocket
+
+__all__ = ["PublisherService"]
+
+
+class PublisherService(Service):
+    """Publish events on ``host`` at a port in ``port_range`` (inclusive)."""
+
+    log = Logger()
+
+    def __init__(self, host, port_range, context, reactor, stats, hwm=10_000):
+        self.host = host
+        self.port = None
+        self._port_range = port_range
+        self._context = context
+        self._reactor = reactor
+        self._stats = stats
+        self._hwm = hwm
+        self._socket = None
+        self._subscriptions = set()
+        self._wanted = {}
+
+    def startService(self):
+        socket = self._context.socket(zmq.XPUB)
+        socket.setsockopt(zmq.SNDHWM, self._hwm)
+        socket.setsockopt(zmq.RCVHWM, 1000)
+        socket.setsockopt(zmq.MAXMSGSIZE, 4096)
+        socket.setsockopt(zmq.LINGER, 0)
+        low, high = self._port_range
+        try:
+            self.port = socket.bind_to_random_port(
+                f"tcp://{self.host}", low, high + 1, max_tries=200
+            )
+        except zmq.ZMQError:
+            socket.close(linger=0)
+            raise
+        self._socket = ZmqSocket(self._reactor, socket, on_message=self._subscription)
+        self.log.info("streaming on {host}:{port}", host=self.host, port=self.port)
+        super().startService()
+
+    def stopService(self):
+        super().stopService()
+        if self._socket is not None:
+            self._socket.close()
+
+    @property
+    def subscriptions(self):
+        return len(self._subscriptions)
+
+    def _subscription(self, frames):
+        message = frames[0]
+        if not message:
+            return
+        topic = message[1:]
+        if message[0] == 1:
+            self._subscriptions.add(topic)
+        elif message[0] == 0:
+            self._subscriptions.discard(topic)
+        self._wanted.clear()
+
+    def publish(self, type_bytes, body):
+        """Send ``[type_bytes, body]`` if any subscriber wants this type."""
+        if not self._subscriptions:
+            return
+        wanted = self._wanted.get(type_bytes)
+        if wanted is None:
+            if len(self._wanted) > 4096:
+                self._wanted.clear()
+            wanted = self._wanted[type_bytes] = any(
+                type_bytes.startswith(topic) for topic in self._subscriptions
+            )
+        if not wanted:
+            return
+        try:
+            self._socket.socket.send_multipart((type_bytes, body), zmq.NOBLOCK)
+        except zmq.Again:
+            self._stats.drop("stream_full")
+        else:
+            self._stats.published += 1
+        self._socket.after_send()

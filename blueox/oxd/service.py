@@ -1,0 +1,190 @@
+"""oxd's root service: builds the parts from an `OxdConfig` and orders the stop.
+
+Start: writer, publisher, forwarder (the sinks), the collector feeding them,
+the control port, and the reactor stall probe.
+
+Stop (SIGTERM, ``SHUTDOWN``, or the end of a test), in order:
+
+1. the collector stops collecting and handles what is already queued;
+2. the publisher closes;
+3. the writer writes and flushes every received event and closes its files;
+4. the forwarder gets at most ``drain_timeout`` seconds to drain its spool;
+5. the control port closes, and the ZeroMQ context is terminated.
+"""
+
+import os
+import socket as stdlib_socket
+
+import zmq
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from blueox.oxd.collector import CollectorService
+from blueox.oxd.control import ControlService
+from blueox.oxd.forwarder import ForwarderService
+from blueox.oxd.publisher import PublisherService
+from blueox.oxd.spool import Spool
+from blueox.oxd.stats import StallProbe, Stats
+from blueox.oxd.writer import WriterService
+
+__all__ = ["OxdService"]
+
+
+class OxdService(MultiService):
+    """The whole collector daemon for ``config``, on ``reactor``."""
+
+    log = Logger()
+
+    def __init__(self, config, reactor, context_factory=zmq.Context, exit_on_failed_start=False):
+        super().__init__()
+        self._exit_on_failed_start = exit_on_failed_start
+        self.config = config
+        self._reactor = reactor
+        self._context_factory = context_factory
+        self.context = None
+        self.stats = Stats(reactor)
+        self.stall_probe = StallProbe(reactor)
+        self.writer = self.publisher = self.forwarder = None
+        self.collector = self.control = None
+
+    def _build(self):
+        config, reactor, stats = self.config, self._reactor, self.stats
+        context = self.context = self._context_factory()
+        if config.log_path is not None:
+            self.writer = WriterService(
+                config.log_path,
+                stats,
+                reactor,
+                rotate_hours=config.rotate_hours,
+                max_open_files=config.max_open_files,
+            )
+        self.publisher = PublisherService(
+            config.control.host,
+            config.stream_ports,
+            context,
+            reactor,
+            stats,
+            hwm=config.stream_hwm,
+        )
+        if config.forward is not None:
+            self.forwarder = ForwarderService(
+                config.forward,
+                context,
+                reactor,
+                Spool(config.spool_max_events, config.spool_max_bytes),
+                stats,
+                hwm=config.forward_hwm,
+                drain_timeout=config.drain_timeout,
+            )
+        self.collector = CollectorService(
+            config.collect,
+            context,
+            reactor,
+            stats,
+            writer=self.writer,
+            publisher=self.publisher,
+            forwarder=self.forwarder,
+            max_message_size=config.max_message_size,
+            receive_hwm=config.receive_hwm,
+            check_bodies=config.check_bodies,
+            verbosity=config.verbosity,
+        )
+        self.control = ControlService(
+            config.control,
+            context,
+            reactor,
+            stats,
+            status=self.status,
+            stream_port=lambda: self.publisher.port,
+            collect_port=lambda: self.collector.port,
+            shutdown=self.shutdown,
+        )
+        for child in (
+            self.writer,
+            self.publisher,
+            self.forwarder,
+            self.collector,
+            self.control,
+        ):
+            if child is not None:
+                child.setServiceParent(self)
+
+    def startService(self):
+        self._build()
+        try:
+            super().startService()
+        except (zmq.ZMQError, OSError) as e:
+            self.log.critical("oxd cannot start: {error}", error=e)
+            self._close_after_failed_start()
+            if self._exit_on_failed_start:
+                # Under twistd a start failure is not a bug: say it in one
+                # line and exit 1, rather than a traceback.
+                raise SystemExit(1) from None
+            raise
+        self.stall_probe.start()
+        self.log.info(
+            "oxd started (pid {pid}): collect {collect}, control {control}, "
+            "stream port {stream}, log path {log_path}, forward {forward}",
+            pid=os.getpid(),
+            collect=str(self.config.collect),
+            control=str(self.config.control),
+            stream=self.publisher.port,
+            log_path=self.config.log_path,
+            forward=str(self.config.forward) if self.config.forward else None,
+        )
+
+    def _close_after_failed_start(self):
+        for child in list(self):
+            if child.running:
+                child.stopService()
+        self.context.destroy(linger=0)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Stop in order; see the module docstring."""
+        Service.stopService(self)
+        self.stall_probe.stop()
+        self.collector.stopService()
+        self.publisher.stopService()
+        if self.writer is not None:
+            self.writer.stopService()
+        if self.forwarder is not None:
+            yield self.forwarder.stopService()
+        self.control.stopService()
+        self.log.info(
+            "oxd stopped: {received} received, {written} written, "
+            "{forwarded} forwarded, dropped {dropped}, rejected {rejected}",
+            received=self.stats.received,
+            written=self.stats.written,
+            forwarded=self.stats.forwarded,
+            dropped=dict(self.stats.dropped),
+            rejected=dict(self.stats.rejected),
+        )
+        # Sockets are closed; term() waits at most for their linger times.
+        self.context.term()
+
+    def shutdown(self):
+        """A graceful stop of the whole process (the ``SHUTDOWN`` command)."""
+        self._reactor.stop()
+
+    def status(self):
+        """The ``STATUS`` reply."""
+        status = self.stats.snapshot()
+        status.update(self.stall_probe.snapshot())
+        status.update(
+            host=stdlib_socket.gethostname(),
+            pid=os.getpid(),
+            ports={
+                "collect": self.collector.port,
+                "control": self.config.control.port,
+                "stream": self.publisher.port,
+            },
+            queued=len(self.forwarder.spool) if self.forwarder else 0,
+            queued_bytes=self.forwarder.spool.bytes if self.forwarder else 0,
+            open_files=self.writer.open_files if self.writer else 0,
+            subscriptions=self.publisher.subscriptions,
+            log_path=self.config.log_path,
+            forward=str(self.config.forward) if self.config.forward else None,
+        )
+        return status

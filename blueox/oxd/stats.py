@@ -1,0 +1,141 @@
+"""oxd's self-instrumentation: counters, per-type and per-host tallies, stalls.
+
+`Stats` is updated by every service and served by the control port's
+``STATUS``. Counters have stable names; ``dropped`` (valid events oxd could
+not keep) and ``rejected`` (hostile or malformed input) are broken down by
+reason. The per-type and per-host tables are bounded so that a flood of
+distinct names cannot grow memory without limit.
+
+`StallProbe` measures how late the reactor runs a periodic timer: the
+longest delay is the longest time oxd could not react to anything.
+"""
+
+from collections import Counter, deque
+
+from twisted.internet.task import LoopingCall
+
+__all__ = ["Stats", "StallProbe"]
+
+
+class _Tally:
+    """The last event end time and event count for one type or host."""
+
+    __slots__ = ("last", "count")
+
+    def __init__(self):
+        self.last = None
+        self.count = 0
+
+    def as_dict(self):
+        return {"last": self.last, "count": self.count}
+
+
+class Stats:
+    """Counters and tallies for one oxd; ``max_names`` bounds each table."""
+
+    def __init__(self, clock, max_names=10_000):
+        self._clock = clock
+        self._max_names = max_names
+        self.started = clock.seconds()
+        self.received = 0
+        self.written = 0
+        self.forwarded = 0
+        self.published = 0
+        self.spooled = 0
+        self.dropped = Counter()
+        self.rejected = Counter()
+        self.connections = Counter()
+        self.last = None
+        self.lag = None
+        self.events = {}
+        self.hosts = {}
+        self.untracked = 0
+
+    def record(self, host, type_name, end, now):
+        """Count one accepted event that ended at ``end``, received at ``now``."""
+        self.received += 1
+        self.last = now
+        self.lag = now - end
+        tally = self.events.get(type_name) or self._new_tally(self.events, type_name)
+        tally.last = end
+        tally.count += 1
+        tally = self.hosts.get(host) or self._new_tally(self.hosts, host)
+        tally.last = end
+        tally.count += 1
+
+    def _new_tally(self, table, name):
+        if len(table) < self._max_names:
+            tally = table[name] = _Tally()
+            return tally
+        self.untracked += 1
+        return _Tally()  # counted nowhere: the table is full
+
+    def reject(self, reason, count=1):
+        """Count malformed or hostile input, by reason."""
+        self.rejected[reason] += count
+
+    def drop(self, reason, count=1):
+        """Count valid events that could not be kept, by reason."""
+        self.dropped[reason] += count
+
+    def snapshot(self):
+        """A msgpack-able map of everything counted so far."""
+        now = self._clock.seconds()
+        return {
+            "uptime": now - self.started,
+            "last": self.last,
+            "lag": self.lag,
+            "received": self.received,
+            "written": self.written,
+            "forwarded": self.forwarded,
+            "published": self.published,
+            "spooled": self.spooled,
+            "dropped": dict(self.dropped),
+            "rejected": dict(self.rejected),
+            "connections": dict(self.connections),
+            "untracked": self.untracked,
+            "events": {name: t.as_dict() for name, t in self.events.items()},
+            "hosts": {name: t.as_dict() for name, t in self.hosts.items()},
+        }
+
+
+class StallProbe:
+    """Measure reactor stalls: how late a timer every ``interval`` s fires.
+
+    ``max_stall`` is the longest delay since start; ``recent`` keeps the
+    last ``keep`` delays over ``threshold`` seconds as ``(time, seconds)``.
+    """
+
+    def __init__(self, clock, interval=0.05, threshold=0.01, keep=64):
+        self._clock = clock
+        self._interval = interval
+        self._threshold = threshold
+        self.max_stall = 0.0
+        self.recent = deque(maxlen=keep)
+        self._expected = None
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = clock
+
+    def start(self):
+        self._expected = self._clock.seconds()
+        self._loop.start(self._interval, now=True)
+
+    def stop(self):
+        if self._loop.running:
+            self._loop.stop()
+
+    def _tick(self):
+        now = self._clock.seconds()
+        stall = max(0.0, now - self._expected)
+        # LoopingCall skips missed intervals; the next run is on the grid.
+        self._expected = now + self._interval - ((now - self._expected) % self._interval)
+        if stall > self.max_stall:
+            self.max_stall = stall
+        if stall > self._threshold:
+            self.recent.append((now, stall))
+
+    def snapshot(self):
+        return {
+            "max_stall": self.max_stall,
+            "recent_stalls": [list(item) for item in self.recent],
+        }

@@ -1,0 +1,222 @@
+"""Options and ``makeService`` for ``twistd blueox`` (and the ``oxd`` command).
+
+`OxdOptions` parses and validates the command line, raising
+`usage.UsageError` with a one-line message; `OxdOptions.to_config` freezes
+the result into an `OxdConfig`. `Options` is what twistd uses: the same
+options, but a usage error prints one line and exits with status 2 instead
+of twistd's full usage text and status 1.
+
+Nothing here touches ZeroMQ or the reactor until `makeService` is called.
+"""
+
+import os
+import sys
+
+from twisted.python import usage
+
+from blueox import ports
+from blueox.oxd.config import Address, OxdConfig
+
+__all__ = ["OxdOptions", "Options", "makeService"]
+
+_defaults = OxdConfig(collect=None, control=None)
+
+
+def _positive_int(value):
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"{value} is not a positive integer")
+    return number
+
+
+def _non_negative_float(value):
+    number = float(value)
+    if not number >= 0:
+        raise ValueError(f"{value} is not a non-negative number")
+    return number
+
+
+def _address(option, value, default_port):
+    try:
+        host, port = ports.split_host(value, default_port)
+    except ValueError as e:
+        raise usage.UsageError(f"--{option}: {e}") from None
+    return Address(host, port)
+
+
+def _port_range(value):
+    low, sep, high = value.partition("-")
+    try:
+        low, high = int(low), int(high if sep else low)
+    except ValueError:
+        raise usage.UsageError(
+            f"--stream-ports: expected LOW-HIGH, got {value!r}"
+        ) from None
+    if not 0 < low <= high < 65536:
+        raise usage.UsageError(f"--stream-ports: bad port range {value!r}")
+    return low, high
+
+
+class OxdOptions(usage.Options):
+    """oxd's command line; validation errors raise `usage.UsageError`."""
+
+    longdesc = (
+        "Collect BlueOx events on the collection port, write them to rotated "
+        "files under --log-path, stream them live to oxview, answer oxctl on "
+        "the control port and forward them to another oxd with --forward."
+    )
+
+    optFlags = [
+        [
+            "check-bodies",
+            None,
+            "Decode every body and reject undecodable ones (slower). By "
+            "default only the header is parsed and the body must start "
+            "with a msgpack map.",
+        ],
+    ]
+
+    optParameters = [
+        [
+            "collect",
+            "c",
+            None,
+            "Collection address to bind, host:port; '*' = all interfaces "
+            f"[default: $BLUEOX_HOST or 127.0.0.1:{ports.DEFAULT_COLLECT_PORT}]",
+        ],
+        [
+            "control",
+            "t",
+            None,
+            "Control address to bind, host:port; the stream port binds on "
+            f"the same host [default: $BLUEOX_CLIENT_HOST or "
+            f"127.0.0.1:{ports.DEFAULT_CONTROL_PORT}]",
+        ],
+        ["forward", "r", None, "Forward every event to this upstream oxd host:port"],
+        ["log-path", "l", None, "Write events under this directory (else no files)"],
+        ["rotate-hours", None, None, "Rotate files every N hours (1-12) instead of daily", int],
+        [
+            "spool-events",
+            None,
+            _defaults.spool_max_events,
+            "Forwarding spool bound, in events",
+            _positive_int,
+        ],
+        [
+            "spool-bytes",
+            None,
+            _defaults.spool_max_bytes,
+            "Forwarding spool bound, in bytes",
+            _positive_int,
+        ],
+        [
+            "max-message-size",
+            None,
+            _defaults.max_message_size,
+            "Largest accepted message in bytes (ZeroMQ drops the sender's "
+            "connection past it)",
+            _positive_int,
+        ],
+        [
+            "receive-hwm",
+            None,
+            _defaults.receive_hwm,
+            "ZeroMQ receive queue bound on the collection port, in messages",
+            _positive_int,
+        ],
+        [
+            "drain-timeout",
+            None,
+            _defaults.drain_timeout,
+            "Seconds the forwarder may spend draining its spool at shutdown",
+            _non_negative_float,
+        ],
+        [
+            "max-open-files",
+            None,
+            _defaults.max_open_files,
+            "Log files kept open at once (least recently used are closed)",
+            _positive_int,
+        ],
+        ["stream-ports", None, "35000-36000", "Port range for the stream (PUB) port"],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["verbosity"] = 0
+
+    def opt_verbose(self):
+        """Log more (repeat for more)."""
+        self["verbosity"] += 1
+
+    opt_v = opt_verbose
+
+    def postOptions(self):
+        rotate = self["rotate-hours"]
+        if rotate is not None and not 1 <= rotate <= 12:
+            raise usage.UsageError(
+                f"--rotate-hours must be between 1 and 12, not {rotate}"
+            )
+        log_path = self["log-path"]
+        if log_path is not None:
+            if not log_path:
+                raise usage.UsageError("--log-path must not be empty")
+            if os.path.exists(log_path) and not os.path.isdir(log_path):
+                raise usage.UsageError(f"--log-path {log_path!r} is not a directory")
+        if self["max-message-size"] < 256:
+            raise usage.UsageError("--max-message-size must be at least 256 bytes")
+        self._config = self._build_config()
+
+    def _build_config(self):
+        collect = ports.default_collect_host(self["collect"])
+        control = ports.default_control_host(self["control"])
+        forward = self["forward"]
+        return OxdConfig(
+            collect=_address("collect", collect, ports.DEFAULT_COLLECT_PORT),
+            control=_address("control", control, ports.DEFAULT_CONTROL_PORT),
+            forward=(
+                _address("forward", forward, ports.DEFAULT_COLLECT_PORT)
+                if forward
+                else None
+            ),
+            log_path=self["log-path"],
+            rotate_hours=self["rotate-hours"],
+            verbosity=self["verbosity"],
+            spool_max_events=self["spool-events"],
+            spool_max_bytes=self["spool-bytes"],
+            max_message_size=self["max-message-size"],
+            receive_hwm=self["receive-hwm"],
+            drain_timeout=self["drain-timeout"],
+            max_open_files=self["max-open-files"],
+            stream_ports=_port_range(self["stream-ports"]),
+            check_bodies=bool(self["check-bodies"]),
+        )
+
+    def to_config(self):
+        """The validated, frozen `OxdConfig` (after ``parseOptions``)."""
+        return self._config
+
+
+def fail_usage(program, error):
+    """Print a one-line usage error to stderr and exit with status 2."""
+    sys.stderr.write(f"{program}: error: {error}\n")
+    raise SystemExit(2)
+
+
+class Options(OxdOptions):
+    """The twistd-facing options: a usage error is one line and status 2."""
+
+    def parseOptions(self, options=None):
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            fail_usage("twistd blueox", e)
+
+
+def makeService(options):
+    """Build oxd's root service; ZeroMQ and the reactor are imported here."""
+    from twisted.internet import reactor
+
+    from blueox.oxd.service import OxdService
+
+    return OxdService(options.to_config(), reactor=reactor, exit_on_failed_start=True)

@@ -1,0 +1,242 @@
+"""The writer service: append raw event bodies to rotated files.
+
+Each event's body (the msgpack frame exactly as received) is appended to
+``<log-path>/<YYYYMMDD>/<type>-<YYYYMMDD>.log``, or, with rotation every N
+hours, ``<type>-<YYYYMMDDHH>.log`` where HH is the UTC hour floored to a
+multiple of N. Dates and hours come from the event's end time in the header,
+in UTC, so a late event lands in the file of the hour it happened.
+
+Files are buffered and flushed every second; a file idle for a minute is
+closed; at most ``max_open_files`` are open at once (the least recently
+written is closed first), so ten thousand event types cannot exhaust file
+descriptors. Every second the writer also checks that each open file is
+still at its path: when ``oxstore zip`` or an operator moved or removed it,
+the writer closes it and the next event recreates it.
+
+Type names that are not safe as file names are refused before they get
+here (`unsafe_type_reason`); the writer also refuses to open any path
+that would resolve outside the log directory.
+"""
+
+import os
+import time
+from collections import OrderedDict
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+__all__ = ["WriterService", "log_file_name", "unsafe_type_reason"]
+
+SECONDS_PER_HOUR = 3600
+HOURS_PER_DAY = 24
+
+
+def unsafe_type_reason(type_name):
+    """Why ``type_name`` cannot name a log file, or ``None`` when it can.
+
+    Refused: empty names, path separators, a leading dot (``.``, ``..``,
+    hidden files) and control characters.
+    """
+    if not type_name:
+        return "empty_type"
+    if "/" in type_name or "\\" in type_name or type_name[0] == ".":
+        return "unsafe_type"
+    if not type_name.isprintable():
+        return "unsafe_type"
+    return None
+
+
+def log_file_name(type_name, hour_bucket, rotate_hours=None):
+    """The path, relative to the log directory, for one type and bucket.
+
+    ``hour_bucket`` is whole hours since the UNIX epoch (UTC), already
+    floored to the start of the rotation period.
+    """
+    stamp = time.strftime("%Y%m%d%H", time.gmtime(hour_bucket * SECONDS_PER_HOUR))
+    day = stamp[:8]
+    suffix = stamp if rotate_hours else day
+    return os.path.join(day, f"{type_name}-{suffix}.log")
+
+
+def hour_bucket(end, rotate_hours=None):
+    """Whole hours since the epoch at the start of ``end``'s rotation period."""
+    hours = int(end // SECONDS_PER_HOUR)
+    period = rotate_hours or HOURS_PER_DAY
+    return hours - (hours % HOURS_PER_DAY) % period
+
+
+class _OpenLog:
+    __slots__ = ("path", "file", "identity", "pending", "last_write")
+
+    def __init__(self, path, file, identity, now):
+        self.path = path
+        self.file = file
+        self.identity = identity
+        self.pending = 0
+        self.last_write = now
+
+
+class WriterService(Service):
+    """Writes event bodies under ``log_path``; see the module docstring."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        log_path,
+        stats,
+        clock,
+        rotate_hours=None,
+        max_open_files=256,
+        flush_interval=1.0,
+        idle_timeout=60.0,
+        buffer_size=64 * 1024,
+    ):
+        self.log_path = os.path.abspath(log_path)
+        self._stats = stats
+        self._clock = clock
+        self._rotate_hours = rotate_hours
+        self._max_open_files = max_open_files
+        self._idle_timeout = idle_timeout
+        self._buffer_size = buffer_size
+        self._open = OrderedDict()
+        self._buckets = {}
+        self._loop = LoopingCall(self.tick)
+        self._loop.clock = clock
+        self._flush_interval = flush_interval
+        self._last_error_log = None
+
+    @property
+    def open_files(self):
+        return len(self._open)
+
+    def startService(self):
+        os.makedirs(self.log_path, exist_ok=True)
+        super().startService()
+        self._loop.start(self._flush_interval, now=False)
+
+    def stopService(self):
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        self.close_all()
+
+    def write(self, type_name, end, body):
+        """Append ``body`` to the file for ``type_name`` at time ``end``."""
+        hours = int(end // SECONDS_PER_HOUR)
+        bucket = self._buckets.get(hours)
+        if bucket is None:
+            bucket = self._bucket_for(hours)
+        key = (type_name, bucket)
+        entry = self._open.get(key)
+        if entry is None:
+            entry = self._open_log(key)
+            if entry is None:
+                return
+        else:
+            self._open.move_to_end(key)
+        try:
+            entry.file.write(body)
+        except (OSError, ValueError) as e:
+            self._stats.drop("write_error", entry.pending + 1)
+            entry.pending = 0
+            self._close(key, e)
+            return
+        entry.pending += 1
+
+    def _bucket_for(self, hours):
+        if len(self._buckets) > 1024:
+            self._buckets.clear()
+        bucket = self._buckets[hours] = hour_bucket(
+            hours * SECONDS_PER_HOUR, self._rotate_hours
+        )
+        return bucket
+
+    def _open_log(self, key):
+        type_name, bucket = key
+        path = os.path.join(
+            self.log_path, log_file_name(type_name, bucket, self._rotate_hours)
+        )
+        if os.path.dirname(os.path.dirname(os.path.abspath(path))) != self.log_path:
+            self._stats.reject("unsafe_type")
+            return None
+        while len(self._open) >= self._max_open_files:
+            oldest = next(iter(self._open))
+            self._close(oldest)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            file = open(path, "ab", buffering=self._buffer_size)
+            st = os.fstat(file.fileno())
+        except OSError as e:
+            self._stats.drop("write_error")
+            self._log_error("cannot open {path}: {error}", path=path, error=e)
+            return None
+        entry = self._open[key] = _OpenLog(
+            path, file, (st.st_dev, st.st_ino), self._clock.seconds()
+        )
+        return entry
+
+    def _flush(self, key, entry):
+        if not entry.pending:
+            return True
+        try:
+            entry.file.flush()
+        except (OSError, ValueError) as e:
+            self._stats.drop("write_error", entry.pending)
+            entry.pending = 0
+            self._close(key, e)
+            return False
+        self._stats.written += entry.pending
+        entry.pending = 0
+        entry.last_write = self._clock.seconds()
+        return True
+
+    def _close(self, key, error=None):
+        entry = self._open.pop(key)
+        if error is None:
+            self._flush(key, entry)
+        else:
+            self._log_error("write to {path} failed: {error}", path=entry.path, error=error)
+        try:
+            entry.file.close()
+        except (OSError, ValueError) as e:
+            self._stats.drop("write_error", entry.pending)
+            self._log_error("close of {path} failed: {error}", path=entry.path, error=e)
+
+    def _moved(self, entry):
+        try:
+            st = os.stat(entry.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != entry.identity
+
+    def tick(self):
+        """Flush, close idle files and let go of moved or removed ones."""
+        now = self._clock.seconds()
+        for key, entry in list(self._open.items()):
+            if not self._flush(key, entry):
+                continue
+            if now - entry.last_write >= self._idle_timeout:
+                self.log.debug("closing idle {path}", path=entry.path)
+                self._close(key)
+            elif self._moved(entry):
+                self.log.info("{path} was moved or removed; reopening", path=entry.path)
+                self._close(key)
+
+    def flush_all(self):
+        """Flush every open file now."""
+        for key, entry in list(self._open.items()):
+            self._flush(key, entry)
+
+    def close_all(self):
+        """Flush and close every open file."""
+        for key in list(self._open):
+            self._close(key)
+
+    def _log_error(self, format, **kw):
+        # At most one error line a second: a full disk must not flood the log.
+        now = self._clock.seconds()
+        if self._last_error_log is None or now - self._last_error_log >= 1.0:
+            self._last_error_log = now
+            self.log.error(format, **kw)

@@ -1,0 +1,144 @@
+"""Watch a pyzmq socket from a Twisted reactor, in bounded batches.
+
+oxd does not use txzmq's ``ZmqConnection`` read loop: it drains a socket
+without ever yielding (stalling the reactor for seconds under load), binds
+the global reactor in ``send`` and leaves the high-water mark unbounded.
+`ZmqSocket` is the small piece of glue oxd needs instead:
+
+* the reactor is passed in;
+* each wakeup reads at most ``batch_size`` messages, then schedules itself
+  with ``callLater(0)`` so timers and other sockets get their turn;
+* ZeroMQ's notification descriptor is edge-triggered: it only fires again
+  once pending events were consumed. Any send or option read on the socket
+  can consume them, so owners call `after_send` and a read is scheduled.
+
+Socket options (high-water marks, ``MAXMSGSIZE``, ``LINGER``) are set by the
+owner on the plain pyzmq socket before it binds or connects.
+"""
+
+import zmq
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from zope.interface import implementer
+
+__all__ = ["ZmqSocket", "DEFAULT_BATCH_SIZE"]
+
+DEFAULT_BATCH_SIZE = 300
+
+
+@implementer(IReadDescriptor)
+class ZmqSocket:
+    """A pyzmq ``socket`` read by ``reactor``, calling ``on_message(frames)``.
+
+    ``on_wakeup()``, when given, is called at every wakeup before reading
+    (a PUSH socket uses it to learn that it may be writable again).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor,
+        socket,
+        on_message=None,
+        on_wakeup=None,
+        batch_size=DEFAULT_BATCH_SIZE,
+    ):
+        self.socket = socket
+        self._reactor = reactor
+        self._on_message = on_message
+        self._on_wakeup = on_wakeup
+        self._batch_size = batch_size
+        self._fd = socket.getsockopt(zmq.FD)
+        self._scheduled = None
+        self.closed = False
+        reactor.addReader(self)
+        self.after_send()
+
+    # IReadDescriptor
+
+    def fileno(self):
+        return self._fd
+
+    def logPrefix(self):
+        return "zmq"
+
+    def connectionLost(self, reason):
+        if not self.closed:
+            self._reactor.removeReader(self)
+
+    def doRead(self):
+        if self._scheduled is not None:
+            if self._scheduled.active():
+                self._scheduled.cancel()
+            self._scheduled = None
+        self.read_batch()
+
+    # Our own names
+
+    def after_send(self):
+        """Schedule a read: a send may have consumed the descriptor's edge."""
+        if self._scheduled is None and not self.closed:
+            self._scheduled = self._reactor.callLater(0, self.doRead)
+
+    def read_batch(self, limit=None):
+        """Read and handle up to ``limit`` (default: a batch) messages.
+
+        Returns the number handled. When the batch was full, another read is
+        scheduled, so a backlog is drained a batch per reactor iteration.
+        """
+        if self.closed:
+            return 0
+        if self._on_wakeup is not None:
+            self._call(self._on_wakeup)
+            if self.closed:
+                return 0
+        if self._on_message is None:
+            # Nothing to read (a PUSH socket): consume the edge only.
+            self.socket.getsockopt(zmq.EVENTS)
+            return 0
+        limit = self._batch_size if limit is None else limit
+        recv = self.socket.recv_multipart
+        handle = self._on_message
+        handled = 0
+        while handled < limit:
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return handled
+            handled += 1
+            try:
+                handle(frames)
+            except Exception:
+                self.log.failure("unhandled error handling a message")
+            if self.closed:
+                return handled
+        self.after_send()
+        return handled
+
+    def drain(self, limit):
+        """Read what is queued now (at most ``limit`` messages), for a stop."""
+        total = 0
+        while total < limit and not self.closed:
+            n = self.read_batch(min(self._batch_size, limit - total))
+            total += n
+            if n == 0:
+                break
+        return total
+
+    def close(self, linger=0):
+        """Stop watching and close the socket, waiting ``linger`` ms at most."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._scheduled is not None and self._scheduled.active():
+            self._scheduled.cancel()
+        self._scheduled = None
+        self._reactor.removeReader(self)
+        self.socket.close(linger=linger)
+
+    def _call(self, function):
+        try:
+            function()
+        except Exception:
+            self.log.failure("unhandled error in socket wakeup")

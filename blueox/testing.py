@@ -1,0 +1,268 @@
+"""Helpers for testing code that talks to oxd, with a real ``twistd blueox``.
+
+* `OxdProcess` starts oxd as a subprocess on free loopback ports and waits
+  until it answers on its control port; ``stop()`` sends SIGTERM.
+* `send_events` pushes events to a collection port from this process;
+  ``python -m blueox.testing send ...`` does it from another process.
+* `read_events` decodes a log file (concatenated msgpack) and
+  `log_files` lists the files under a log directory.
+* `wait_for` polls a condition with a deadline, for end-to-end tests on a
+  loaded machine.
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+import zmq
+
+from blueox import wire
+from blueox.streaming import OxdUnavailable, control_request
+
+__all__ = [
+    "free_port",
+    "wait_for",
+    "make_event",
+    "send_events",
+    "sender_command",
+    "read_events",
+    "log_files",
+    "twistd_command",
+    "OxdProcess",
+]
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout=20.0, interval=0.05, message="condition"):
+    """Poll ``condition()`` until it is true; raise `AssertionError` at the deadline.
+
+    Returns the true value.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {message}")
+        time.sleep(interval)
+
+
+def make_event(type_name="test", seq=0, sender="test", end=None, host="localhost", **body):
+    """An event map as the client sends it, with ``seq`` and ``sender`` in its body."""
+    end = time.time() if end is None else end
+    return {
+        "id": f"{sender}-{seq}",
+        "type": type_name,
+        "host": host,
+        "pid": os.getpid(),
+        "start": end - 0.001,
+        "end": end,
+        "body": dict(body, seq=seq, sender=sender),
+    }
+
+
+def send_events(collect_host, events, timeout=10.0):
+    """Push ``events`` (maps, or lists of frames sent as they are) to ``collect_host``.
+
+    Waits up to ``timeout`` seconds for ZeroMQ to hand everything over.
+    """
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    try:
+        push.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+        push.connect(f"tcp://{collect_host}")
+        for event in events:
+            frames = wire.encode_event(event) if isinstance(event, dict) else event
+            push.send_multipart(frames)
+    finally:
+        push.close(linger=int(timeout * 1000))
+        context.term()
+
+
+def sender_command(collect_host, count, type_name="test", sender="sender", end=None):
+    """argv for a separate process sending ``count`` numbered events."""
+    command = [
+        sys.executable,
+        "-m",
+        "blueox.testing",
+        "send",
+        collect_host,
+        "--count",
+        str(count),
+        "--type",
+        type_name,
+        "--sender",
+        sender,
+    ]
+    if end is not None:
+        command += ["--end", repr(end)]
+    return command
+
+
+def read_events(path):
+    """Every event in a log file of concatenated msgpack maps."""
+    with open(path, "rb") as f:
+        unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False)
+        return list(unpacker)
+
+
+def log_files(log_path):
+    """Paths of every file under ``log_path``, relative to it, sorted."""
+    found = []
+    for directory, _, names in os.walk(log_path):
+        for name in names:
+            found.append(os.path.relpath(os.path.join(directory, name), log_path))
+    return sorted(found)
+
+
+def twistd_command():
+    """argv prefix that runs ``twistd`` from this Python environment."""
+    script = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if os.path.exists(script):
+        return [script]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+class OxdProcess:
+    """A real ``twistd -n blueox`` subprocess on free loopback ports.
+
+    ``args`` are extra oxd options (``--log-path=...``); ``command`` replaces
+    the default ``twistd -n --pidfile= blueox`` (for example with ``oxd``).
+    Its output goes to ``output_path``.
+    """
+
+    def __init__(self, *args, command=None, env=None, cwd=None, output_path=None):
+        self.args = list(args)
+        self.command = command or twistd_command() + ["-n", "--pidfile=", "blueox"]
+        self.env = env
+        self.cwd = cwd
+        if output_path is None:
+            fd, output_path = tempfile.mkstemp(prefix="oxd-", suffix=".log")
+            os.close(fd)
+        self.output_path = output_path
+        self.process = None
+        self.collect_port = self.control_port = None
+
+    @property
+    def collect_host(self):
+        return f"127.0.0.1:{self.collect_port}"
+
+    @property
+    def control_host(self):
+        return f"127.0.0.1:{self.control_port}"
+
+    def start(self, timeout=30.0, attempts=3):
+        """Start oxd and wait until it answers STATUS; retry on a port clash."""
+        for _ in range(attempts):
+            self.collect_port, self.control_port = free_port(), free_port()
+            argv = self.command + [
+                f"--collect={self.collect_host}",
+                f"--control={self.control_host}",
+            ] + self.args
+            with open(self.output_path, "ab") as output:
+                self.process = subprocess.Popen(
+                    argv,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self.env,
+                    cwd=self.cwd,
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    control_request(self.control_host, "STATUS", timeout=0.5)
+                    return self
+                except OxdUnavailable:
+                    pass
+            if self.process.poll() is None:
+                self.kill()
+                break
+        raise RuntimeError(f"oxd did not start; its output:\n{self.output()}")
+
+    def request(self, cmd, timeout=5.0):
+        """Send a control command and return the reply."""
+        return control_request(self.control_host, cmd, timeout=timeout)
+
+    def status(self, timeout=5.0):
+        return self.request("STATUS", timeout=timeout)
+
+    def output(self):
+        try:
+            with open(self.output_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait(self, timeout=30.0):
+        """Wait for the process to exit; return its exit status."""
+        return self.process.wait(timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+        """Send ``sig`` and wait for the exit status (None if not running)."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        try:
+            self.stop()
+        finally:
+            self.kill()
+
+
+def _send_main(argv):
+    parser = argparse.ArgumentParser(prog="python -m blueox.testing send")
+    parser.add_argument("collect_host")
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--type", default="test")
+    parser.add_argument("--sender", default=f"sender-{os.getpid()}")
+    parser.add_argument("--end", type=float, default=None)
+    options = parser.parse_args(argv)
+    send_events(
+        options.collect_host,
+        (
+            make_event(options.type, seq, options.sender, end=options.end)
+            for seq in range(options.count)
+        ),
+        timeout=60.0,
+    )
+    print(f"sent {options.count}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["send"]:
+        return _send_main(argv[1:])
+    sys.stderr.write("usage: python -m blueox.testing send COLLECT_HOST [options]\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

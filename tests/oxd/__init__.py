@@ -1,0 +1,1 @@
+"""Tests for oxd, the collector daemon (mirrors blueox/oxd)."""

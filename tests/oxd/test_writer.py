@@ -1,0 +1,170 @@
+"""Tests for blueox.oxd.writer: file names, rotation, flushing, reopening, bounds."""
+
+import calendar
+import os
+import shutil
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from blueox.oxd.stats import Stats
+from blueox.oxd.writer import WriterService, hour_bucket, log_file_name, unsafe_type_reason
+from blueox.testing import log_files, read_events
+from blueox.wire import encode_body
+
+
+def utc(year, month, day, hour=0, minute=0, second=0):
+    return float(calendar.timegm((year, month, day, hour, minute, second)))
+
+
+class WriterTests(SynchronousTestCase):
+    def make_writer(self, **kw):
+        self.log_path = self.mktemp()
+        self.clock = Clock()
+        self.stats = Stats(self.clock)
+        writer = WriterService(self.log_path, self.stats, self.clock, **kw)
+        writer.startService()
+        self.addCleanup(lambda: writer.running and writer.stopService())
+        return writer
+
+    def path(self, relative):
+        return os.path.join(self.log_path, relative)
+
+    def test_daily_file_name(self):
+        """Without rotation an event goes to <YYYYMMDD>/<type>-<YYYYMMDD>.log by its UTC end date."""
+        writer = self.make_writer()
+        writer.write("request", utc(2024, 3, 10, 23, 59, 59), b"\x80")
+        writer.write("request", utc(2024, 3, 11, 0, 0, 1), b"\x81")
+        writer.stopService()
+        self.assertEqual(
+            log_files(self.log_path),
+            ["20240310/request-20240310.log", "20240311/request-20240311.log"],
+        )
+
+    def test_hourly_names_floor_to_multiple_of_rotation(self):
+        """With --rotate-hours N the name carries the UTC hour floored to a multiple of N."""
+        cases = {
+            1: {7: "07", 23: "23"},
+            2: {7: "06", 23: "22"},
+            3: {7: "06", 23: "21"},
+            5: {7: "05", 23: "20"},
+            12: {7: "00", 23: "12"},
+        }
+        for rotate, hours in cases.items():
+            for hour, expected in hours.items():
+                bucket = hour_bucket(utc(2024, 3, 10, hour, 30), rotate)
+                self.assertEqual(
+                    log_file_name("request", bucket, rotate),
+                    f"20240310/request-20240310{expected}.log",
+                    f"rotate {rotate}, hour {hour}",
+                )
+
+    def test_rotation_rolls_over_to_new_file(self):
+        """Events across a rotation boundary land in separate files, each in its own period."""
+        writer = self.make_writer(rotate_hours=2)
+        for hour in (0, 1, 2, 3, 4):
+            writer.write("t", utc(2024, 1, 1, hour, 15), encode_body({"hour": hour}))
+        writer.stopService()
+        self.assertEqual(
+            log_files(self.log_path),
+            ["20240101/t-2024010100.log", "20240101/t-2024010102.log", "20240101/t-2024010104.log"],
+        )
+        self.assertEqual(
+            read_events(self.path("20240101/t-2024010102.log")), [{"hour": 2}, {"hour": 3}]
+        )
+
+    def test_appends_raw_bodies(self):
+        """The file is the bodies' bytes concatenated exactly as received."""
+        writer = self.make_writer()
+        bodies = [encode_body({"n": n}) for n in range(3)]
+        for body in bodies:
+            writer.write("a", utc(2024, 1, 1), body)
+        writer.stopService()
+        with open(self.path("20240101/a-20240101.log"), "rb") as f:
+            self.assertEqual(f.read(), b"".join(bodies))
+
+    def test_flushes_every_second(self):
+        """Buffered writes reach the file within a second of clock time, and count as written."""
+        writer = self.make_writer()
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        path = self.path("20240101/a-20240101.log")
+        self.assertEqual(os.path.getsize(path), 0)
+        self.clock.advance(1.0)
+        self.assertEqual(os.path.getsize(path), 1)
+        self.assertEqual(self.stats.written, 1)
+
+    def test_closes_idle_files(self):
+        """A file without writes for a minute is closed."""
+        writer = self.make_writer()
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        self.clock.advance(1.0)
+        self.assertEqual(writer.open_files, 1)
+        self.clock.pump([1.0] * 59)
+        self.assertEqual(writer.open_files, 1)
+        self.clock.pump([1.0] * 2)
+        self.assertEqual(writer.open_files, 0)
+
+    def test_reopens_removed_file(self):
+        """A file removed while open is let go of, and the next event recreates it."""
+        writer = self.make_writer()
+        path = self.path("20240101/a-20240101.log")
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        self.clock.advance(1.0)
+        os.remove(path)
+        self.clock.advance(1.0)
+        writer.write("a", utc(2024, 1, 1), b"\x81")
+        self.clock.advance(1.0)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"\x81")
+
+    def test_reopens_moved_file(self):
+        """A file moved away (as oxstore zip does) keeps what it had; new events go to a new file."""
+        writer = self.make_writer()
+        path = self.path("20240101/a-20240101.log")
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        self.clock.advance(1.0)
+        shutil.move(path, path + ".moved")
+        self.clock.advance(1.0)
+        writer.write("a", utc(2024, 1, 1), b"\x81")
+        writer.stopService()
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"\x81")
+        with open(path + ".moved", "rb") as f:
+            self.assertEqual(f.read(), b"\x80")
+
+    def test_bounds_open_files(self):
+        """With many types at most max_open_files are open, and every event is still written."""
+        writer = self.make_writer(max_open_files=8)
+        for n in range(100):
+            writer.write(f"type{n}", utc(2024, 1, 1), encode_body({"n": n}))
+            writer.write(f"type{n % 3}", utc(2024, 1, 1), encode_body({"again": n}))
+            self.assertLessEqual(writer.open_files, 8)
+        writer.stopService()
+        self.assertEqual(len(log_files(self.log_path)), 100)
+        self.assertEqual(self.stats.written, 200)
+        self.assertEqual(len(read_events(self.path("20240101/type1-20240101.log"))), 1 + 33)
+
+    def test_stop_flushes_and_closes(self):
+        """Stopping writes out everything buffered and closes every file."""
+        writer = self.make_writer()
+        for n in range(1000):
+            writer.write("a", utc(2024, 1, 1), encode_body({"n": n}))
+        writer.stopService()
+        self.assertEqual(writer.open_files, 0)
+        self.assertEqual(len(read_events(self.path("20240101/a-20240101.log"))), 1000)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_open_failure_is_counted(self):
+        """When a file cannot be opened the event is dropped and counted, not raised."""
+        writer = self.make_writer()
+        with open(self.path("20240101"), "w"):
+            pass  # a file where the date directory should be
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        self.assertEqual(self.stats.dropped["write_error"], 1)
+
+    def test_unsafe_type_names(self):
+        """Names that could escape the log directory or hide files are refused; dotted and dashed names are fine."""
+        for name in ["", "../x", "a/b", "..", ".hidden", "a\\b", "a\nb", "a\x00b", "a\x7fb"]:
+            self.assertIsNotNone(unsafe_type_reason(name), repr(name))
+        for name in ["request", "request.db", "nginx-error", "a..b", "ünïcode"]:
+            self.assertIsNone(unsafe_type_reason(name), repr(name))
