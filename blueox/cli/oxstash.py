@@ -1,0 +1,633 @@
+"""``oxstash``: ship BlueOx events to Elasticsearch or OpenSearch.
+
+Events come live from oxd (``-H host``, or when standard input is a
+terminal) or as msgpack from standard input (a log file, ``oxstore cat``).
+Each becomes a document in the daily index ``<index-base>-YYYY.MM.DD`` of its
+end time (or ``--index-name``), with ``@timestamp`` and ``duration`` added,
+sent with the bulk API through treq in batches of ``--chunk-size``.
+
+Nothing is lost silently: each document carries a stable ``_id`` derived
+from the event, and is sent with the ``create`` action, so a retried batch
+cannot duplicate it (the server answers 409 for a document it already has).
+Whole requests that fail with 429, 5xx or a connection error are retried
+with backoff, moving to the next ``-e`` node; items that fail with 429 or 5xx
+are retried alone. Every document the server rejects is reported on standard
+error, and the exit status is 1 if any was rejected or given up on.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import logging
+import queue
+import random
+import sys
+import threading
+from collections import namedtuple
+from urllib.parse import urlsplit, urlunsplit
+
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+
+from blueox import wire
+
+__all__ = [
+    "main",
+    "build_parser",
+    "Document",
+    "build_document",
+    "document_id",
+    "BulkShipper",
+    "ShipResult",
+    "Stash",
+    "start_stash",
+]
+
+log = logging.getLogger("blueox.oxstash")
+
+DEFAULT_NODE = "localhost:9200"
+DEFAULT_INDEX_BASE = "blueox"
+DEFAULT_CHUNK_SIZE = 500
+DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 8
+DEFAULT_FLUSH_INTERVAL = 1.0
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+# One document of the bulk request: its action line and source line, ready.
+Document = namedtuple("Document", ["index", "id", "type", "lines"])
+
+
+class ShipResult:
+    """Counts of what became of shipped documents."""
+
+    def __init__(self):
+        self.indexed = 0
+        self.duplicates = 0
+        self.rejected = 0
+        self.lost = 0
+        self.bad_events = 0
+
+    @property
+    def failed(self):
+        return self.rejected + self.lost + self.bad_events
+
+    def add(self, other):
+        for name in ("indexed", "duplicates", "rejected", "lost", "bad_events"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def summary(self):
+        return (
+            f"{self.indexed} documents indexed, {self.duplicates} already present, "
+            f"{self.rejected} rejected, {self.lost} given up, "
+            f"{self.bad_events} not events"
+        )
+
+
+def _json_default(value):
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return wire.to_msgpack_safe(value)
+
+
+def _dump(value):
+    return json.dumps(
+        value, default=_json_default, ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+
+
+def document_id(event):
+    """A stable id for an event's document: the same event, the same id.
+
+    Derived from the event's id, type, host, pid, start and end (sub-events
+    share their parent's id but not all of these), or from the whole event
+    when it has no id.
+    """
+    if event.get("id") is not None:
+        key = [event.get(k) for k in ("id", "type", "host", "pid", "start", "end")]
+    else:
+        key = event
+    return hashlib.blake2b(wire.encode_body(key), digest_size=16).hexdigest()
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def build_document(event, index_base=DEFAULT_INDEX_BASE, index_name=None, now=None):
+    """The `Document` for an event; `ValueError` if it is not an event map.
+
+    ``@timestamp`` is the end time in UTC (ISO 8601), ``duration`` is end
+    minus start in seconds; an event without an end time is stamped ``now``.
+    """
+    if not isinstance(event, dict):
+        raise ValueError(f"not an event map: {type(event).__name__}")
+    source = dict(event)
+    end = event.get("end")
+    if _is_number(end):
+        when = datetime.datetime.fromtimestamp(end, datetime.timezone.utc)
+    else:
+        when = now() if now else datetime.datetime.now(datetime.timezone.utc)
+    start = event.get("start")
+    if _is_number(start) and _is_number(end):
+        source["duration"] = end - start
+    source["@timestamp"] = (
+        when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    index = index_name or f"{index_base}-{when.strftime('%Y.%m.%d')}"
+    doc_id = document_id(event)
+    action = _dump({"create": {"_index": index, "_id": doc_id}})
+    lines = action + b"\n" + _dump(source) + b"\n"
+    return Document(index, doc_id, str(event.get("type")), lines)
+
+
+def node_url(node):
+    """``host:port`` or a URL (``https://user:pass@host:9200``) as a base URL."""
+    if "://" not in node:
+        node = f"http://{node}"
+    parts = urlsplit(node)
+    if not parts.hostname:
+        raise ValueError(f"no host in {node!r}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _split_auth(url):
+    """``(url without credentials, (user, password) or None)``."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return (
+        urlunsplit((parts.scheme, netloc, parts.path, "", "")),
+        (parts.username, parts.password or ""),
+    )
+
+
+class RetryableError(Exception):
+    """A request failed in a way worth trying again."""
+
+
+class BulkShipper:
+    """Sends batches of documents with the bulk API until each is settled.
+
+    ``http`` is a treq ``HTTPClient`` (or ``treq.testing.StubTreq``); ``nodes``
+    are base URLs tried in turn. ``report`` is called with a one-line message
+    for each document rejected or given up.
+    """
+
+    def __init__(
+        self, http, nodes, clock, report, request_timeout=DEFAULT_REQUEST_TIMEOUT,
+        max_retries=DEFAULT_MAX_RETRIES, random=random.random,
+    ):
+        self._http = http
+        self._nodes = [_split_auth(node) for node in nodes]
+        self._node = 0
+        self._clock = clock
+        self._report = report
+        self._request_timeout = request_timeout
+        self._max_retries = max_retries
+        self._random = random
+
+    def backoff(self, attempt):
+        """Seconds to wait before retry number ``attempt`` (1, 2, ...)."""
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+        return delay * (0.5 + self._random() / 2)
+
+    @defer.inlineCallbacks
+    def ship(self, documents):
+        """Send ``documents``; fires with a `ShipResult` (never fails)."""
+        result = ShipResult()
+        pending = list(documents)
+        attempt = 0
+        while pending:
+            try:
+                items = yield self._post(pending)
+            except RetryableError as e:
+                reason = str(e)
+                retry = pending
+            else:
+                reason, retry = self._settle(pending, items, result)
+            pending = retry
+            if not pending:
+                break
+            attempt += 1
+            if attempt > self._max_retries:
+                for doc in pending:
+                    self._report(
+                        f"gave up on {doc.type} document {doc.id} for {doc.index} "
+                        f"after {self._max_retries} retries: {reason}"
+                    )
+                result.lost += len(pending)
+                break
+            delay = self.backoff(attempt)
+            log.info(
+                "retrying %d documents in %.1fs (%s)", len(pending), delay, reason
+            )
+            yield task.deferLater(self._clock, delay, lambda: None)
+        return result
+
+    @defer.inlineCallbacks
+    def _post(self, documents):
+        """POST one bulk request; fires with its items or fails RetryableError.
+
+        Whole-request failures other than 429 and 5xx are returned as one
+        error item per document.
+        """
+        url, auth = self._nodes[self._node]
+        body = b"".join(doc.lines for doc in documents)
+        kwargs = {"auth": auth} if auth else {}
+        try:
+            response = yield self._http.post(
+                f"{url}/_bulk",
+                data=body,
+                headers={"Content-Type": ["application/x-ndjson"]},
+                timeout=self._request_timeout,
+                reactor=self._clock,
+                **kwargs,
+            )
+            content = yield response.content()
+        except Exception as e:
+            self._next_node()
+            raise RetryableError(f"{url}: {_failure_text(e)}") from None
+        status = response.code
+        if status == 429 or status >= 500:
+            self._next_node()
+            raise RetryableError(f"{url} answered HTTP {status}")
+        try:
+            answer = json.loads(content)
+        except ValueError:
+            answer = None
+        if status >= 400 or not isinstance(answer, dict):
+            reason = f"HTTP {status}: {content[:200].decode('utf-8', 'replace')}"
+            return [{"status": status, "error": reason}] * len(documents)
+        items = answer.get("items")
+        if not isinstance(items, list) or len(items) != len(documents):
+            raise RetryableError(f"{url} answered without one item per document")
+        return [next(iter(item.values()), {}) for item in items]
+
+    def _next_node(self):
+        self._node = (self._node + 1) % len(self._nodes)
+
+    def _settle(self, documents, items, result):
+        """Count settled items; return (reason, documents to retry)."""
+        retry = []
+        reason = None
+        for doc, item in zip(documents, items):
+            status = item.get("status", 500)
+            if 200 <= status < 300:
+                result.indexed += 1
+            elif status == 409:
+                result.duplicates += 1
+            elif status == 429 or status >= 500:
+                retry.append(doc)
+                reason = f"item status {status}: {_error_text(item.get('error'))}"
+            else:
+                result.rejected += 1
+                self._report(
+                    f"rejected {doc.type} document {doc.id} for {doc.index}: "
+                    f"{_error_text(item.get('error'))}"
+                )
+        return reason, retry
+
+
+def _failure_text(error):
+    """A short description of a request failure (treq wraps the real cause)."""
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        return "; ".join(r.getErrorMessage() for r in reasons)
+    if isinstance(error, defer.CancelledError):
+        return "timed out"
+    return f"{type(error).__name__}: {error}"
+
+
+def _error_text(error):
+    if isinstance(error, dict):
+        text = ": ".join(str(error[k]) for k in ("type", "reason") if error.get(k))
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            text += f" ({cause['reason']})"
+        return text or json.dumps(error)
+    return str(error)
+
+
+_END = object()
+
+
+class _Failed:
+    def __init__(self, error):
+        self.error = error
+
+
+class Stash:
+    """Feeds events from a blocking iterator, read in a thread, to a shipper.
+
+    Events are batched by ``chunk_size``; a partial batch goes after
+    ``flush_interval`` seconds. One batch is in flight at a time and the
+    reader blocks when ``max_queued`` events wait, so memory stays bounded.
+    """
+
+    def __init__(
+        self, reactor, shipper, make_document, chunk_size=DEFAULT_CHUNK_SIZE,
+        flush_interval=DEFAULT_FLUSH_INTERVAL, max_queued=None, clock=None,
+        report=None,
+    ):
+        self._reactor = reactor
+        self._clock = clock or reactor
+        self._shipper = shipper
+        self._make_document = make_document
+        self._chunk_size = chunk_size
+        self._flush_interval = flush_interval
+        self._queue = queue.Queue(max_queued or 2 * chunk_size)
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
+        self._buffer = []
+        self._shipping = None
+        self._flush_call = None
+        self._ended = False
+        self._error = None
+        self._done = defer.Deferred()
+        self._report = report or (lambda message: None)
+        self.result = ShipResult()
+
+    def run(self, source):
+        """Read ``source`` in a daemon thread; fires with the `ShipResult`.
+
+        Fails if reading the source raised.
+        """
+        thread = threading.Thread(
+            target=self._read, args=(source,), name="oxstash-reader", daemon=True
+        )
+        thread.start()
+        return self._done
+
+    def put(self, item):
+        """Queue one event (or the end marker); called from the reader thread."""
+        self._queue.put(item)
+        with self._wake_lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        self._reactor.callFromThread(self.pump)
+
+    def _read(self, source):
+        try:
+            for event in source:
+                self.put(event)
+        except BaseException as e:
+            self.put(_Failed(e))
+        else:
+            self.put(_END)
+
+    def pump(self):
+        """Move queued events into the batch and send it when due."""
+        with self._wake_lock:
+            self._wake_pending = False
+        if self._shipping is not None:
+            return
+        while len(self._buffer) < self._chunk_size and not self._ended:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _END:
+                self._ended = True
+            elif isinstance(item, _Failed):
+                self._ended = True
+                self._error = item.error
+            else:
+                self._add(item)
+        if self._buffer and (len(self._buffer) >= self._chunk_size or self._ended):
+            self._send()
+        elif self._ended and not self._buffer:
+            self._finish()
+        elif self._buffer and self._flush_call is None:
+            self._flush_call = self._clock.callLater(self._flush_interval, self._flush)
+
+    def _add(self, event):
+        try:
+            self._buffer.append(self._make_document(event))
+        except Exception as e:
+            self.result.bad_events += 1
+            self._report(f"skipped input that is not an event: {e}")
+
+    def _flush(self):
+        self._flush_call = None
+        if self._shipping is None and self._buffer:
+            self._send()
+
+    def flush(self):
+        """Send what is batched now and fire when nothing is in flight."""
+        if self._shipping is None and self._buffer:
+            self._send()
+        if self._shipping is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._shipping.addBoth(lambda r: (d.callback(None), r)[1])
+        return d
+
+    def _send(self):
+        if self._flush_call is not None:
+            self._flush_call.cancel()
+            self._flush_call = None
+        batch, self._buffer = self._buffer, []
+        shipping = self._shipping = self._shipper.ship(batch)
+        shipping.addBoth(self._sent, len(batch))
+
+    def _sent(self, result, size):
+        if isinstance(result, Failure):
+            log.error("shipping failed: %s", result.getTraceback())
+            self._report(f"lost {size} documents: {result.getErrorMessage()}")
+            lost = ShipResult()
+            lost.lost = size
+            result = lost
+        self.result.add(result)
+        self._shipping = None
+        self.pump()
+        return result
+
+    def _finish(self):
+        if self._done.called:
+            return
+        if self._error is not None:
+            self._done.errback(self._error)
+        else:
+            self._done.callback(self.result)
+
+
+def _type_matcher(type_filter):
+    if not type_filter or type_filter == "*":
+        return lambda name: True
+    if type_filter.endswith("*"):
+        prefix = type_filter[:-1]
+        return lambda name: isinstance(name, str) and name.startswith(prefix)
+    return lambda name: name == type_filter
+
+
+def _filtered(events, type_filter):
+    matches = _type_matcher(type_filter)
+    for event in events:
+        if not isinstance(event, dict) or matches(event.get("type")):
+            yield event
+
+
+def build_parser():
+    """The argument parser for ``oxstash``."""
+    parser = argparse.ArgumentParser(
+        prog="oxstash",
+        description="Ship BlueOx events to Elasticsearch or OpenSearch.",
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="count", default=0,
+        help="report progress and retries (twice: debug)",
+    )
+    parser.add_argument(
+        "--host", "-H", default=None,
+        help="oxd control address to stream live events from "
+             "(default when stdin is a terminal: $BLUEOX_CLIENT_HOST or 127.0.0.1:3513)",
+    )
+    parser.add_argument(
+        "--type-name", "-n", default=None,
+        help="only events of this type; a trailing '*' matches a prefix",
+    )
+    parser.add_argument(
+        "--elasticsearch", "-e", action="append", default=[], metavar="NODE",
+        help=f"host:port or URL of a node, repeatable (default {DEFAULT_NODE})",
+    )
+    parser.add_argument(
+        "--index-base", "--index_base", "-p", default=DEFAULT_INDEX_BASE,
+        help=f"daily index prefix: <base>-YYYY.MM.DD (default {DEFAULT_INDEX_BASE})",
+    )
+    parser.add_argument(
+        "--index-name", "--index_name", "-i", default=None,
+        help="one fixed index instead of daily ones",
+    )
+    parser.add_argument(
+        "--chunk-size", "--chunk_size", type=_positive(int),
+        default=DEFAULT_CHUNK_SIZE,
+        help=f"documents per bulk request (default {DEFAULT_CHUNK_SIZE})",
+    )
+    parser.add_argument(
+        "--request-timeout", "--request_timeout", type=_positive(float),
+        default=DEFAULT_REQUEST_TIMEOUT,
+        help=f"seconds to wait for a bulk answer (default {DEFAULT_REQUEST_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-retries", type=_positive(int, allow_zero=True),
+        default=DEFAULT_MAX_RETRIES,
+        help=f"retries of a failing batch before giving up (default {DEFAULT_MAX_RETRIES})",
+    )
+    parser.add_argument(
+        "--flush-interval", type=_positive(float), default=DEFAULT_FLUSH_INTERVAL,
+        help="seconds a partial batch waits for more events (default 1)",
+    )
+    return parser
+
+
+def _positive(kind, allow_zero=False):
+    def convert(value):
+        number = kind(value)
+        if number < 0 or (number == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
+        return number
+
+    return convert
+
+
+def _setup_logging(verbose):
+    level = logging.WARNING if not verbose else logging.INFO
+    if verbose > 1:
+        level = logging.DEBUG
+    logging.basicConfig(level=level, format="oxstash: %(message)s", stream=sys.stderr)
+
+
+def _open_source(args, stdin):
+    """The blocking iterator of events the options ask for."""
+    from blueox import client
+
+    if args.host or stdin.isatty():
+        return client.subscribe_stream(client.default_host(args.host), args.type_name)
+    return _filtered(client.stdin_stream(), args.type_name)
+
+
+def start_stash(reactor, args, source, report, http=None):
+    """Start shipping events from ``source``; returns the running `Stash`."""
+    if http is None:
+        import treq
+
+        http = treq
+    nodes = [node_url(node) for node in (args.elasticsearch or [DEFAULT_NODE])]
+    shipper = BulkShipper(
+        http, nodes, reactor, report,
+        request_timeout=args.request_timeout, max_retries=args.max_retries,
+    )
+    stash = Stash(
+        reactor, shipper,
+        lambda event: build_document(event, args.index_base, args.index_name),
+        chunk_size=args.chunk_size, flush_interval=args.flush_interval,
+        report=report,
+    )
+    stash.done = stash.run(source)
+    return stash
+
+
+def main(argv=None):
+    """Run ``oxstash``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        for node in args.elasticsearch:
+            node_url(node)
+    except ValueError as e:
+        print(f"oxstash: bad --elasticsearch node: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(args.verbose)
+
+    def report(message):
+        sys.stderr.write(f"oxstash: {message}\n")
+        sys.stderr.flush()
+
+    try:
+        source = _open_source(args, sys.stdin)
+    except Exception as e:
+        report(f"cannot read events: {e}")
+        return EXIT_FAILURE
+
+    from twisted.internet import reactor
+
+    state = {"read_error": None}
+
+    def start():
+        stash = state["stash"] = start_stash(reactor, args, source, report)
+        # Ctrl-C or SIGTERM: send what is batched before the reactor stops.
+        reactor.addSystemEventTrigger("before", "shutdown", stash.flush)
+
+        def finished(result):
+            if isinstance(result, Failure):
+                state["read_error"] = result.getErrorMessage()
+            if reactor.running:
+                reactor.stop()
+
+        stash.done.addBoth(finished)
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    stash = state.get("stash")
+    if stash is None:
+        return EXIT_FAILURE
+    status = 0
+    if state["read_error"] is not None:
+        report(f"reading events failed: {state['read_error']}")
+        status = EXIT_FAILURE
+    if stash.result.failed:
+        status = EXIT_FAILURE
+    if status or args.verbose:
+        report(stash.result.summary())
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
