@@ -58,6 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _emitter = None
+_shutdown_trigger = None
 _configure_lock = threading.Lock()
 
 
@@ -80,9 +81,10 @@ def configure(host, port, recorder=None, reactor=None, **emitter_options):
     queue. With neither a recorder nor a host, BlueOx goes back to doing
     nothing.
     """
-    global _emitter
+    global _emitter, _shutdown_trigger
     with _configure_lock:
         old, _emitter = _emitter, None
+        _remove_shutdown_trigger()
         if recorder is not None:
             _context_mod._recorder_function = recorder
         elif host and port:
@@ -91,14 +93,27 @@ def configure(host, port, recorder=None, reactor=None, **emitter_options):
             if reactor is None:
                 reactor = _running_reactor()
             _emitter = Emitter(f"{host}:{port}", reactor=reactor, **emitter_options)
+            _emitter.start()
             _context_mod._recorder_function = _emitter.record
             if reactor is not None:
-                reactor.addSystemEventTrigger("before", "shutdown", _emitter.close)
+                trigger = reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+                _shutdown_trigger = (reactor, trigger)
         else:
             log.info("Empty blueox configuration")
             _context_mod._recorder_function = None
     if old is not None:
         old.close()
+
+
+def _remove_shutdown_trigger():
+    global _shutdown_trigger
+    if _shutdown_trigger is not None:
+        reactor, trigger = _shutdown_trigger
+        _shutdown_trigger = None
+        try:
+            reactor.removeSystemEventTrigger(trigger)
+        except (ValueError, KeyError):
+            pass  # already fired: we are inside it
 
 
 def default_configure(host=None, **options):
@@ -115,6 +130,7 @@ def shutdown(timeout=None):
     global _emitter
     with _configure_lock:
         emitter, _emitter = _emitter, None
+        _remove_shutdown_trigger()
         if emitter is not None and _context_mod._recorder_function == emitter.record:
             _context_mod._recorder_function = None
     if emitter is not None:

@@ -41,6 +41,12 @@ DEFAULT_ZMQ_HWM = 1000
 DEFAULT_WARN_INTERVAL = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 RETRY_INTERVAL = 0.05
+# How long the thread sender may hold the GIL in one go.
+SEND_BUDGET = 0.0005
+EMPTY, FULL, BUDGET = "empty", "full", "budget"
+IDLE_CHECK_INTERVAL = 5.0
+BATCH_INTERVAL = 0.005
+FULL_CHECK_INTERVAL = 1.0
 
 _emitters = weakref.WeakSet()
 
@@ -58,7 +64,8 @@ class Emitter:
 
     ``address`` is ``"host:port"`` of the collection port. ``reactor``, when
     given, selects the `ReactorSender`; otherwise a `ThreadSender` is started
-    on the first event.
+    on the first event. ``sender_factory(emitter)`` replaces both (tests use
+    it to drive the queue by hand).
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class Emitter:
         warn_interval=DEFAULT_WARN_INTERVAL,
         reactor=None,
         clock=time.monotonic,
+        sender_factory=None,
     ):
         self.endpoint = f"tcp://{address}"
         self.max_events = max_events
@@ -78,6 +86,7 @@ class Emitter:
         self.warn_interval = warn_interval
         self._reactor = reactor
         self._clock = clock
+        self._sender_factory = sender_factory
         self._init_state()
         _emitters.add(self)
 
@@ -125,6 +134,12 @@ class Emitter:
                 return False
         return self.put(frames)
 
+    def start(self):
+        """Make the sender now rather than on the first event."""
+        with self._lock:
+            if self._sender is None and not self._closed:
+                self._sender = self._make_sender()
+
     def put(self, frames):
         """Queue the two frames of one event; drop and count it when full."""
         size = len(frames[0]) + len(frames[1])
@@ -162,37 +177,48 @@ class Emitter:
             self._dropped_since_warning = 0
 
     def _make_sender(self):
+        if self._sender_factory is not None:
+            return self._sender_factory(self)
         if self._reactor is not None:
             return ReactorSender(self, self._reactor)
         return ThreadSender(self)
 
     # -- the sender side --------------------------------------------------
 
-    def _send_queued(self, send, limit=None):
-        """Send queued events through ``send(frames)`` until it raises `zmq.Again`.
+    def send_queued(self, send, budget=None):
+        """Send queued events, in order, through ``send(frames)``.
 
-        Returns True when the queue was emptied.
+        Stops when the queue is empty (returns `EMPTY`), when ``send`` raises
+        `zmq.Again` (`FULL`: ZeroMQ's pipe is full), or after ``budget``
+        seconds (`BUDGET`), so a sender never holds the GIL for long.
         """
         import zmq
 
         queue = self._queue
         sent = sent_bytes = 0
+        clock = time.perf_counter
+        deadline = None if budget is None else clock() + budget
+        status = EMPTY
         try:
-            while queue and (limit is None or sent < limit):
+            while queue:
                 frames = queue[0]
                 try:
                     send(frames)
                 except zmq.Again:
-                    return False
+                    status = FULL
+                    break
                 queue.popleft()
                 sent += 1
                 sent_bytes += len(frames[0]) + len(frames[1])
+                if deadline is not None and not sent % 16 and clock() > deadline:
+                    status = BUDGET if queue else EMPTY
+                    break
         finally:
             if sent:
                 with self._lock:
                     self._queued_bytes -= sent_bytes
                     self.sent += sent
-        return not queue
+        return status
 
     def _drop_remaining(self, why):
         with self._lock:
@@ -232,18 +258,37 @@ class Emitter:
 
 
 class ThreadSender:
-    """Drains an `Emitter` from one daemon thread that owns the PUSH socket."""
+    """Drains an `Emitter` from one daemon thread that owns the PUSH socket.
+
+    The socket is made and connected by the constructor, in the calling
+    thread, and handed to the new thread: set-up done in the sender thread
+    would take the GIL from a busy application once per blocking call.
+    """
 
     def __init__(self, emitter):
+        import zmq
+
+        from ._zmqsend import frame_sender
+
         self.emitter = emitter
         self._wakeup = threading.Event()
         self._closing = threading.Event()
         self._deadline = None
         self._idle = False
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.PUSH)
+        self._socket.setsockopt(zmq.SNDHWM, emitter.zmq_hwm)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(emitter.endpoint)
+        self._send = frame_sender(self._socket)
+        self._parked = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="blueox-sender", daemon=True
         )
         self._thread.start()
+        # Return once the thread waits for work, so that its start-up does
+        # not compete for the GIL with the application's first events.
+        self._parked.wait(1.0)
 
     def wake(self):
         if self._idle:
@@ -253,36 +298,41 @@ class ThreadSender:
         import zmq
 
         emitter = self.emitter
-        context = zmq.Context()
-        sock = context.socket(zmq.PUSH)
-        sock.setsockopt(zmq.SNDHWM, emitter.zmq_hwm)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(emitter.endpoint)
-        send = sock.send_multipart
-        flags = zmq.NOBLOCK
-
-        def send_frames(frames):
-            send(frames, flags, copy=True)
-
+        sock = self._socket
+        send_frames = self._send
         try:
             while True:
                 self._idle = True
                 if not emitter._queue:
                     if self._closing.is_set():
                         break
-                    self._wakeup.wait(0.5)
+                    self._parked.set()
+                    self._wakeup.wait(IDLE_CHECK_INTERVAL)
                     self._wakeup.clear()
                 self._idle = False
-                if not emitter._send_queued(send_frames):
-                    # ZeroMQ's pipe is full: oxd is away or slow.
-                    if self._closing.is_set() and time.monotonic() >= self._deadline:
-                        break
-                    self._closing.wait(RETRY_INTERVAL)
+                status = emitter.send_queued(send_frames, SEND_BUDGET)
+                if status == BUDGET:
+                    time.sleep(0)  # let the application have the GIL
+                elif status == EMPTY:
+                    # Let events gather for a moment: each wakeup takes the
+                    # GIL from the application, so fewer, larger batches.
+                    self._closing.wait(BATCH_INTERVAL)
+                else:
+                    # ZeroMQ's pipe is full: oxd is away or slow. Wait inside
+                    # ZeroMQ, which releases the GIL, until there is room:
+                    # polling from Python would take the GIL from the
+                    # application at every retry.
+                    wait = FULL_CHECK_INTERVAL
+                    if self._closing.is_set():
+                        wait = min(wait, self._deadline - time.monotonic())
+                        if wait <= 0:
+                            break
+                    sock.poll(int(wait * 1000) + 1, zmq.POLLOUT)
             linger = 0
             if self._deadline is not None:
                 linger = max(0, int((self._deadline - time.monotonic()) * 1000))
             sock.close(linger=linger)
-            context.term()
+            self._context.term()
         except Exception:
             log.exception("blueox sender stopped")
 
@@ -337,7 +387,7 @@ class ReactorSender:
         self._retry = None
         if self._connection is None:
             return
-        if not self.emitter._send_queued(self._send):
+        if self.emitter.send_queued(self._send) == FULL:
             self._retry = self.reactor.callLater(RETRY_INTERVAL, self._drain)
 
     def close(self, timeout):
@@ -356,7 +406,7 @@ class ReactorSender:
             self._retry.cancel()
         if self._connection is None:
             return
-        self.emitter._send_queued(self._send)
+        self.emitter.send_queued(self._send)
         socket = self._connection.socket
         socket.setsockopt(__import__("zmq").LINGER, int(timeout * 1000))
         self._factory.shutdown()
