@@ -144,7 +144,16 @@ class OxdProcess:
     Its output goes to ``output_path``.
     """
 
-    def __init__(self, *args, command=None, env=None, cwd=None, output_path=None):
+    def __init__(
+        self,
+        *args,
+        command=None,
+        env=None,
+        cwd=None,
+        output_path=None,
+        collect_port=None,
+        control_port=None,
+    ):
         self.args = list(args)
         self.command = command or twistd_command() + ["-n", "--pidfile=", "blueox"]
         self.env = env
@@ -154,6 +163,7 @@ class OxdProcess:
             os.close(fd)
         self.output_path = output_path
         self.process = None
+        self._fixed_ports = collect_port, control_port
         self.collect_port = self.control_port = None
 
     @property
@@ -165,9 +175,14 @@ class OxdProcess:
         return f"127.0.0.1:{self.control_port}"
 
     def start(self, timeout=30.0, attempts=3):
-        """Start oxd and wait until it answers STATUS; retry on a port clash."""
+        """Start oxd and wait until it answers STATUS; retry on a port clash.
+
+        Ports not given to the constructor are chosen free at each attempt.
+        """
         for _ in range(attempts):
-            self.collect_port, self.control_port = free_port(), free_port()
+            collect_port, control_port = self._fixed_ports
+            self.collect_port = collect_port or free_port()
+            self.control_port = control_port or free_port()
             argv = self.command + [
                 f"--collect={self.collect_host}",
                 f"--control={self.control_host}",

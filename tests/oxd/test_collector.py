@@ -1,0 +1,140 @@
+"""Tests for blueox.oxd.collector: checking, counting and routing each message."""
+
+import struct
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from blueox import wire
+from blueox.oxd.collector import CollectorService
+from blueox.oxd.config import Address
+from blueox.oxd.stats import Stats
+from blueox.testing import make_event
+
+
+class Recorder:
+    """A fake writer, publisher and forwarder that records what it is given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def write(self, *args):
+        self.calls.append(("write",) + args)
+
+    def publish(self, *args):
+        self.calls.append(("publish",) + args)
+
+    def forward(self, *args):
+        self.calls.append(("forward",) + args)
+
+
+def raw_header(type_bytes, host=b"h", end=1.0e9, version=3):
+    return struct.pack("!Bd64p64p", version, end, host, type_bytes)
+
+
+class CollectorTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1.7e9)
+        self.stats = Stats(self.clock)
+        self.sinks = Recorder()
+        self.collector = self.make_collector()
+
+    def make_collector(self, **kw):
+        return CollectorService(
+            Address("127.0.0.1", 1),
+            None,
+            self.clock,
+            self.stats,
+            writer=self.sinks,
+            publisher=self.sinks,
+            forwarder=self.sinks,
+            **kw,
+        )
+
+    def assertRejected(self, frames, reason):
+        self.collector.message_received(frames)
+        self.assertEqual(dict(self.stats.rejected), {reason: 1})
+        self.assertEqual(self.sinks.calls, [])
+        self.assertEqual(self.stats.received, 0)
+
+    def test_good_event_goes_to_every_sink(self):
+        """A valid event is counted, written by type and end time, published by type and forwarded as received."""
+        frames = wire.encode_event(make_event("request", end=1.7e9))
+        self.collector.message_received(frames)
+        header, body = frames
+        self.assertEqual(
+            self.sinks.calls,
+            [
+                ("write", "request", 1.7e9, body),
+                ("publish", b"request", body),
+                ("forward", frames, len(header) + len(body)),
+            ],
+        )
+        self.assertEqual(self.stats.received, 1)
+        self.assertEqual(self.stats.events["request"].count, 1)
+
+    def test_wrong_frame_count(self):
+        """One frame or three frames are rejected as frame_count."""
+        self.assertRejected([b"x"], "frame_count")
+        self.collector.message_received(wire.encode_event(make_event()) + [b""])
+        self.assertEqual(self.stats.rejected["frame_count"], 2)
+
+    def test_unknown_version(self):
+        """A header with another version byte is rejected as unknown_version."""
+        self.assertRejected([raw_header(b"t", version=9), b"\x80"], "unknown_version")
+
+    def test_short_header(self):
+        """A truncated or empty header is rejected as short_header."""
+        self.assertRejected([raw_header(b"t")[:20], b"\x80"], "short_header")
+        self.collector.message_received([b"", b"\x80"])
+        self.assertEqual(self.stats.rejected["short_header"], 2)
+
+    def test_long_header(self):
+        """A header with trailing bytes is rejected as bad_header."""
+        self.assertRejected([raw_header(b"t") + b"xx", b"\x80"], "bad_header")
+
+    def test_non_utf8_names(self):
+        """A type name that is not UTF-8 is rejected as bad_header."""
+        self.assertRejected([raw_header(b"\xff\xfe"), b"\x80"], "bad_header")
+
+    def test_undecodable_body(self):
+        """A body that is not a msgpack map (or is empty) is rejected as bad_body."""
+        self.assertRejected([raw_header(b"t"), b"garbage"], "bad_body")
+        self.collector.message_received([raw_header(b"t"), b""])
+        self.assertEqual(self.stats.rejected["bad_body"], 2)
+
+    def test_check_bodies_decodes_fully(self):
+        """With check_bodies a truncated map is rejected too; by default it is not decoded."""
+        truncated = wire.encode_body({"a": "b" * 20})[:-5]
+        self.collector = self.make_collector(check_bodies=True)
+        self.assertRejected([raw_header(b"t"), truncated], "bad_body")
+
+    def test_hostile_type_names(self):
+        """Type names with path separators, leading dots, control characters or nothing are refused."""
+        cases = {
+            b"../x": "unsafe_type",
+            b"a/b": "unsafe_type",
+            b"..": "unsafe_type",
+            b"a\nb": "unsafe_type",
+            b"a\x00b": "unsafe_type",
+            b"": "empty_type",
+        }
+        for name, reason in cases.items():
+            self.collector.message_received([raw_header(name), b"\x80"])
+        self.assertEqual(dict(self.stats.rejected), {"unsafe_type": 5, "empty_type": 1})
+        self.assertEqual(self.sinks.calls, [])
+
+    def test_bad_end_time(self):
+        """An end time that is not a date (NaN, negative, past year 9999) is rejected as bad_time."""
+        for end in (float("nan"), -1.0, 1e20, float("inf")):
+            self.collector.message_received([raw_header(b"t", end=end), b"\x80"])
+        self.assertEqual(dict(self.stats.rejected), {"bad_time": 4})
+
+    def test_name_cache_is_bounded(self):
+        """Many distinct headers do not grow the name cache past its bound."""
+        self.collector = self.make_collector(name_cache_size=16)
+        for n in range(100):
+            self.collector.message_received([raw_header(f"t{n}".encode()), b"\x80"])
+        self.assertLessEqual(len(self.collector._names), 16)
+        self.assertEqual(self.stats.received, 100)

@@ -1,0 +1,290 @@
+"""End-to-end tests of blueox.oxd.service: a real ``twistd blueox`` process, real sockets."""
+
+import calendar
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from blueox import wire
+from blueox.testing import (
+    OxdProcess,
+    free_port,
+    log_files,
+    make_event,
+    read_events,
+    send_events,
+    sender_command,
+    wait_for,
+)
+
+STOPPED = re.compile(r"oxd stopped: (\d+) received, (\d+) written")
+
+
+class OxdTestCase(SynchronousTestCase):
+    """Starts oxd processes that are stopped (or killed) after each test."""
+
+    def start_oxd(self, *args, **kw):
+        oxd = OxdProcess(*args, output_path=self.mktemp(), **kw)
+        self.addCleanup(oxd.kill)
+        oxd.start()
+        return oxd
+
+    def make_log_path(self):
+        """A fresh log directory inside a directory nothing else writes to."""
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        return os.path.join(self.root, "logs")
+
+    def run_senders(self, commands, timeout=60):
+        processes = [
+            subprocess.Popen(command, stdout=subprocess.DEVNULL) for command in commands
+        ]
+        for process in processes:
+            self.assertEqual(process.wait(timeout), 0)
+
+    def all_events(self, log_path):
+        return {path: read_events(os.path.join(log_path, path)) for path in log_files(log_path)}
+
+    def assertStoppedCleanly(self, oxd, status):
+        """twistd ends with the signal that stopped it (as systemd expects) or 0."""
+        self.assertIn(status, (0, -signal.SIGTERM), oxd.output())
+        self.assertIsNotNone(STOPPED.search(oxd.output()), oxd.output())
+
+    def stopped_counts(self, oxd):
+        match = STOPPED.search(oxd.output())
+        self.assertIsNotNone(match, oxd.output())
+        return int(match.group(1)), int(match.group(2))
+
+
+class CollectionTests(OxdTestCase):
+    def test_many_senders_land_in_order(self):
+        """10,000 events from five client processes land in their type's file, complete and in order per sender."""
+        log_path = self.make_log_path()
+        oxd = self.start_oxd(f"--log-path={log_path}")
+        types = ["request", "request", "request.db", "request.db", "worker"]
+        self.run_senders(
+            sender_command(oxd.collect_host, 2000, type_name, f"s{n}")
+            for n, type_name in enumerate(types)
+        )
+        wait_for(lambda: oxd.status()["written"] == 10_000, message="10,000 written")
+        self.assertStoppedCleanly(oxd, oxd.stop())
+        day = time.strftime("%Y%m%d", time.gmtime())
+        files = self.all_events(log_path)
+        self.assertEqual(
+            sorted(files),
+            sorted(f"{day}/{t}-{day}.log" for t in ("request", "request.db", "worker")),
+        )
+        for path, events in files.items():
+            type_name = path.split("/")[1].rsplit("-", 1)[0]
+            self.assertEqual({e["type"] for e in events}, {type_name})
+            by_sender = {}
+            for event in events:
+                by_sender.setdefault(event["body"]["sender"], []).append(event["body"]["seq"])
+            for sender, seqs in by_sender.items():
+                self.assertEqual(seqs, list(range(2000)), f"{sender} in {path}")
+        self.assertEqual(sum(len(e) for e in files.values()), 10_000)
+
+    def test_hourly_files_by_event_time(self):
+        """With --rotate-hours=2 events are filed by the UTC hour of their end time, floored to 2."""
+        log_path = self.make_log_path()
+        oxd = self.start_oxd(f"--log-path={log_path}", "--rotate-hours=2")
+        ends = [calendar.timegm((2024, 5, 6, hour, 30, 0)) for hour in (1, 2, 3, 23)]
+        send_events(oxd.collect_host, [make_event("job", n, end=end) for n, end in enumerate(ends)])
+        wait_for(lambda: oxd.status()["written"] == 4, message="4 written")
+        self.assertEqual(
+            log_files(log_path),
+            ["20240506/job-2024050600.log", "20240506/job-2024050602.log",
+             "20240506/job-2024050622.log"],
+        )
+
+    def test_removed_file_is_recreated(self):
+        """A log file removed while oxd runs is created again by the next events."""
+        log_path = self.make_log_path()
+        oxd = self.start_oxd(f"--log-path={log_path}")
+        send_events(oxd.collect_host, [make_event("gone", 0)])
+        wait_for(lambda: log_files(log_path), message="the first file")
+        path = os.path.join(log_path, log_files(log_path)[0])
+        os.remove(path)
+        seq = iter(range(1, 1000))
+
+        def recreated():
+            send_events(oxd.collect_host, [make_event("gone", next(seq))])
+            time.sleep(0.2)
+            return os.path.exists(path) and os.path.getsize(path) > 0
+
+        wait_for(recreated, timeout=20, message="the file to be recreated")
+        self.assertStoppedCleanly(oxd, oxd.stop())
+        self.assertTrue(read_events(path))
+
+    def stop_mid_stream(self, stop):
+        log_path = self.make_log_path()
+        oxd = self.start_oxd(f"--log-path={log_path}")
+        sender = subprocess.Popen(
+            sender_command(oxd.collect_host, 200_000, "busy", "s"), stdout=subprocess.DEVNULL
+        )
+        self.addCleanup(sender.kill)
+        wait_for(lambda: oxd.status()["received"] > 2000, message="events flowing")
+        stop(oxd)
+        self.assertStoppedCleanly(oxd, oxd.wait(30))
+        received, written = self.stopped_counts(oxd)
+        on_disk = sum(len(events) for events in self.all_events(log_path).values())
+        self.assertEqual((written, on_disk), (received, received))
+        self.assertGreater(received, 2000)
+
+    def test_sigterm_writes_every_received_event(self):
+        """SIGTERM while events pour in stops oxd with every received event on disk."""
+        self.stop_mid_stream(lambda oxd: oxd.process.send_signal(signal.SIGTERM))
+
+    def test_shutdown_writes_every_received_event(self):
+        """The SHUTDOWN command answers ok, then stops oxd with every received event on disk."""
+
+        def shutdown(oxd):
+            self.assertEqual(oxd.request("SHUTDOWN"), {"ok": True})
+
+        self.stop_mid_stream(shutdown)
+
+    def test_control_commands(self):
+        """The control port gives the stream and collection ports and answers unknown commands with an error."""
+        oxd = self.start_oxd()
+        self.assertTrue(35000 <= oxd.request("SOCK_STREAM")["port"] <= 36000)
+        self.assertEqual(oxd.request("SOCK_COLLECT"), {"port": oxd.collect_port})
+        self.assertIn("error", oxd.request("NOPE"))
+        status = oxd.status()
+        for key in ("last", "lag", "events", "hosts", "received", "written", "forwarded",
+                    "queued", "dropped", "rejected", "max_stall"):
+            self.assertIn(key, status)
+
+    def test_oxd_command(self):
+        """The oxd command runs the same service in the foreground and stops on SIGTERM."""
+        log_path = self.make_log_path()
+        oxd_script = os.path.join(os.path.dirname(sys.executable), "oxd")
+        oxd = self.start_oxd(f"--log-path={log_path}", command=[oxd_script])
+        send_events(oxd.collect_host, [make_event("cmd", 0)])
+        wait_for(lambda: oxd.status()["received"] == 1, message="one event")
+        self.assertStoppedCleanly(oxd, oxd.stop())
+        self.assertEqual(len(log_files(log_path)), 1)
+
+    def test_port_in_use_exits_1(self):
+        """oxd exits 1 with a message, not a traceback, when its collection port is taken."""
+        first = self.start_oxd()
+        result = subprocess.run(
+            OxdProcess().command
+            + [f"--collect={first.collect_host}", f"--control=127.0.0.1:{free_port()}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("cannot start", result.stdout)
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+
+class HostileInputTests(OxdTestCase):
+    """Each kind of hostile input is counted; oxd then still answers and writes good events."""
+
+    def check_survives(self, frames, reason=None, *extra_args, sent_count=1):
+        log_path = self.make_log_path()
+        oxd = self.start_oxd(f"--log-path={log_path}", *extra_args)
+        send_events(oxd.collect_host, frames)
+        if reason is not None:
+            wait_for(
+                lambda: oxd.status()["rejected"].get(reason) == sent_count,
+                message=f"{reason} counted",
+            )
+        good = make_event("good", 0)
+        send_events(oxd.collect_host, [good])
+        wait_for(lambda: oxd.status()["written"] == 1, message="the good event written")
+        status = oxd.status()
+        self.assertEqual(status["received"], 1)
+        self.assertStoppedCleanly(oxd, oxd.stop())
+        day = time.strftime("%Y%m%d", time.gmtime(good["end"]))
+        self.assertEqual(log_files(log_path), [f"{day}/good-{day}.log"])
+        self.assertEqual(os.listdir(self.root), ["logs"])
+        return status
+
+    def header(self, type_bytes=b"t", version=3):
+        import struct
+
+        return struct.pack("!Bd64p64p", version, time.time(), b"h", type_bytes)
+
+    def test_wrong_frame_count(self):
+        """Messages of one and three frames are counted as frame_count."""
+        good = wire.encode_event(make_event("x"))
+        self.check_survives([[good[0]], good + [b"extra"]], "frame_count", sent_count=2)
+
+    def test_unknown_version(self):
+        """A header with version 9 is counted as unknown_version."""
+        self.check_survives([[self.header(version=9), b"\x80"]], "unknown_version")
+
+    def test_short_header(self):
+        """A 10-byte header is counted as short_header."""
+        self.check_survives([[self.header()[:10], b"\x80"]], "short_header")
+
+    def test_undecodable_body(self):
+        """A body that is not msgpack is counted as bad_body."""
+        self.check_survives([[self.header(), b"not msgpack at all"]], "bad_body")
+
+    def test_path_escaping_type_names(self):
+        """Type names ../x and a/b are counted as unsafe_type and nothing is written outside the log directory."""
+        self.check_survives(
+            [[self.header(b"../x"), b"\x80"], [self.header(b"a/b"), b"\x80"]],
+            "unsafe_type",
+            sent_count=2,
+        )
+
+    def test_empty_type_name(self):
+        """An empty type name is counted as empty_type."""
+        self.check_survives([[self.header(b""), b"\x80"]], "empty_type")
+
+    def test_control_character_type_name(self):
+        """A type name with a newline or NUL is counted as unsafe_type."""
+        self.check_survives(
+            [[self.header(b"a\nb"), b"\x80"], [self.header(b"a\x00b"), b"\x80"]],
+            "unsafe_type",
+            sent_count=2,
+        )
+
+    def test_oversized_message(self):
+        """A message over --max-message-size is refused by ZeroMQ (the sender is disconnected) and never written."""
+        big = [self.header(b"big"), wire.encode_body({"x": "y" * 20_000})]
+        status = self.check_survives([big], None, "--max-message-size=4096")
+        self.assertGreaterEqual(status["connections"].get("disconnected", 0), 1)
+        self.assertNotIn("big", status["events"])
+
+
+class ForwardingTests(OxdTestCase):
+    def test_spooled_events_delivered_in_order_when_upstream_starts(self):
+        """Events sent while the upstream is absent wait in the spool and arrive in order once it starts."""
+        upstream_port = free_port()
+        local = self.start_oxd(f"--forward=127.0.0.1:{upstream_port}")
+        send_events(local.collect_host, [make_event("fwd", n, "a") for n in range(500)])
+        wait_for(lambda: local.status()["queued"] == 500, message="500 spooled")
+        self.assertEqual(local.status()["forwarded"], 0)
+        log_path = self.make_log_path()
+        upstream = self.start_oxd(f"--log-path={log_path}", collect_port=upstream_port)
+        wait_for(lambda: upstream.status()["written"] == 500, message="500 delivered")
+        self.assertEqual(local.status()["forwarded"], 500)
+        (events,) = self.all_events(log_path).values()
+        self.assertEqual([e["body"]["seq"] for e in events], list(range(500)))
+
+    def test_spool_bound_drops_and_counts(self):
+        """Past --spool-events the forwarder drops and counts events; the spool stays at its bound."""
+        upstream_port = free_port()
+        local = self.start_oxd(
+            f"--forward=127.0.0.1:{upstream_port}", "--spool-events=100", "--spool-bytes=1000000"
+        )
+        send_events(local.collect_host, [make_event("fwd", n, "a") for n in range(5000)])
+        wait_for(lambda: local.status()["received"] == 5000, message="5000 received")
+        status = local.status()
+        self.assertEqual(status["queued"], 100)
+        self.assertEqual(status["dropped"], {"spool_full": 4900})
+        log_path = self.make_log_path()
+        upstream = self.start_oxd(f"--log-path={log_path}", collect_port=upstream_port)
+        wait_for(lambda: upstream.status()["written"] == 100, message="100 delivered")
+        (events,) = self.all_events(log_path).values()
+        self.assertEqual([e["body"]["seq"] for e in events], list(range(100)))
