@@ -549,7 +549,11 @@ def _open_source(args, stdin):
     from blueox import client
 
     if args.host or stdin.isatty():
-        return client.subscribe_stream(client.default_host(args.host), args.type_name)
+        from blueox.streaming import subscribe_stream
+
+        return subscribe_stream(
+            client.default_host(args.host), args.type_name, raise_errors=True
+        )
     return _filtered(client.stdin_stream(), args.type_name)
 
 

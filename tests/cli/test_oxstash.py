@@ -4,7 +4,10 @@ server on loopback."""
 
 import datetime
 import json
+import os
+import signal
 import socket
+import subprocess
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionRefusedError
@@ -12,10 +15,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from treq.testing import StubTreq
 
-from blueox import wire
+from blueox import testing, wire
 from blueox.cli import oxstash
 from tests.cli._bulkserver import BulkHTTPServer, BulkResource, FakeBulkIndex
-from tests.cli._run import run_tool
+from tests.cli._run import run_tool, tool_command
 
 END = 1700000000.5  # 2023-11-14T22:13:20.5Z
 
@@ -396,3 +399,52 @@ class OxstashCommandTests(SynchronousTestCase):
         self.assertIn("gave up on request document", lines[0])
         self.assertIn("1 given up", lines[-1])
         self.assertNotIn("Traceback", result.stderr.decode())
+
+
+class LiveStreamTests(SynchronousTestCase):
+    def test_live_from_oxd(self):
+        """With -H, events streamed live from a real oxd are shipped; SIGINT ends it cleanly."""
+        server = BulkHTTPServer().start()
+        self.addCleanup(server.stop)
+        log_path = os.path.abspath(self.mktemp())
+        os.makedirs(log_path)
+        oxd = testing.OxdProcess(f"--log-path={log_path}").start()
+        self.addCleanup(oxd.kill)
+        self.addCleanup(oxd.stop)
+        process = subprocess.Popen(
+            tool_command("oxstash") + [
+                "-H", oxd.control_host, "-e", server.address, "-n", "live*",
+                "--flush-interval", "0.1",
+            ],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.addCleanup(process.kill)
+        documents = server.index.documents
+
+        # A subscriber misses what is published before it has joined: probe
+        # until one event gets through, then send the events under test.
+        probes = iter(range(1000))
+
+        def probe_arrived():
+            testing.send_events(
+                oxd.collect_host, [testing.make_event("live.probe", next(probes))]
+            )
+            return bool(documents)
+
+        testing.wait_for(probe_arrived, timeout=30, interval=0.2,
+                         message="oxstash to subscribe")
+        events = [testing.make_event("live.request", n, sender="t") for n in range(5)]
+        events.append(testing.make_event("other", 9, sender="t"))
+        testing.send_events(oxd.collect_host, events)
+        def shipped():
+            with server.index.lock:
+                return [s for s in documents.values() if s["type"] == "live.request"]
+
+        testing.wait_for(
+            lambda: len(shipped()) >= 5, timeout=30, message="the live events in the index"
+        )
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        self.assertEqual((process.returncode, out), (0, b""), err)
+        self.assertEqual(sorted(s["body"]["seq"] for s in shipped()), [0, 1, 2, 3, 4])
+        self.assertFalse([s for s in documents.values() if s["type"] == "other"])
