@@ -62,13 +62,25 @@ _random = random.random
 _getrandbits = random.getrandbits
 
 
-def new_id():
+_NOTHING = object()
+
+_id_second = None
+_id_prefix = ""
+
+
+def new_id(now=None):
     """A fresh event id: 4 bytes of big-endian UNIX seconds, 12 random bytes, as hex.
 
     The random part comes from `random` (reseeded in a forked child), which
-    is ample for uniqueness and much cheaper than a system call.
+    is ample for uniqueness and much cheaper than a system call; the hex of
+    the current second is reused while the second lasts.
     """
-    return f"{int(_time()) & 0xFFFFFFFF:08x}{_getrandbits(96):024x}"
+    global _id_second, _id_prefix
+    second = int(_time() if now is None else now) & 0xFFFFFFFF
+    if second != _id_second:
+        _id_prefix = "%08x" % second
+        _id_second = second
+    return _id_prefix + _getrandbits(96).to_bytes(12, "big").hex()
 
 
 def _rebuild_name(parent_name, relative):
@@ -142,7 +154,7 @@ class Context:
 
         self.name = name
         self.data = {}
-        self.start_time = _time()
+        self.start_time = now = _time()
         self._sample_checks = None
         self._writable = False
 
@@ -151,7 +163,7 @@ class Context:
         elif parent is not None:
             self.id = parent.id
         else:
-            self.id = new_id()
+            self.id = new_id(now)
 
         if parent is not None and not parent.enabled:
             self.enabled = False
@@ -194,35 +206,27 @@ class Context:
         if not self._writable:
             raise ValueError(f"context {self.name!r} is not open")
 
-    def set(self, key, *args, **kwargs):
+    def set(self, key, value=_NOTHING, *values, **kwargs):
         """Set a (dotted) key: one value, several (stored as a list), or merge keywords."""
         if not self._writable:
             self._check_writable()
-        if args and kwargs:
-            raise ValueError("set() takes values or keywords, not both")
-        if "." not in key:
-            data = self.data
-            if len(args) == 1:
-                data[key] = args[0]
-            elif args:
-                data[key] = list(args)
-            elif kwargs:
-                existing = data.get(key)
-                if isinstance(existing, dict):
-                    existing.update(kwargs)
-                else:
-                    data[key] = dict(kwargs)
-            return
-        if len(args) == 1:
-            utils.set_deep(self.data, key, args[0])
-        elif args:
-            utils.set_deep(self.data, key, list(args))
-        elif kwargs:
+        if kwargs:
+            if value is not _NOTHING:
+                raise ValueError("set() takes values or keywords, not both")
             existing = utils.get_deep(self.data, key)
             if isinstance(existing, dict):
                 existing.update(kwargs)
             else:
                 utils.set_deep(self.data, key, dict(kwargs))
+            return
+        if value is _NOTHING:
+            return
+        if values:
+            value = [value, *values]
+        if "." in key:
+            utils.set_deep(self.data, key, value)
+        else:
+            self.data[key] = value
 
     def append(self, key, value):
         """Append ``value`` to the list at ``key``, creating it."""

@@ -310,7 +310,12 @@ class ThreadSender:
                     self._wakeup.wait(IDLE_CHECK_INTERVAL)
                     self._wakeup.clear()
                 self._idle = False
-                status = emitter.send_queued(send_frames, SEND_BUDGET)
+                # Hold the GIL briefly, unless the queue is filling up:
+                # then a pause of the application beats dropping events.
+                budget = SEND_BUDGET
+                if len(emitter._queue) * 2 > emitter.max_events:
+                    budget = None
+                status = emitter.send_queued(send_frames, budget)
                 if status == BUDGET:
                     time.sleep(0)  # let the application have the GIL
                 elif status == EMPTY:

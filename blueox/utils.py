@@ -7,19 +7,25 @@ index lists when reading.
 __all__ = ["ParsedKey", "parse_key", "get_deep", "set_deep"]
 
 
+def _part(part):
+    # int() would accept more (spaces, underscores), but raising and
+    # catching its ValueError for every word costs more than the set itself.
+    digits = part[1:] if part[:1] == "-" else part
+    return int(part) if digits.isdigit() and digits.isascii() else part
+
+
+def _parts(key):
+    """The parts of a dotted key; integer-looking parts become ints."""
+    if "." not in key:
+        return [key]
+    return [_part(part) for part in key.split(".")]
+
+
 class ParsedKey:
     """A dotted key split into its parts; integer-looking parts become ints."""
 
     def __init__(self, value):
-        self.elems = []
-        if "." in value:
-            for part in value.split("."):
-                try:
-                    self.elems.append(int(part))
-                except ValueError:
-                    self.elems.append(part)
-        else:
-            self.elems.append(value)
+        self.elems = _parts(value)
 
     def __getitem__(self, key):
         if isinstance(key, slice):
@@ -50,7 +56,7 @@ def parse_key(key):
 def get_deep(target, key, default=None):
     """Return the value at a dotted key, or ``default`` when any part is missing."""
     value = target
-    for elem in parse_key(key):
+    for elem in _parts(key):
         try:
             value = value[elem]
         except (KeyError, IndexError, TypeError):
@@ -65,9 +71,9 @@ def set_deep(target, key, value):
     created implicitly.
     """
     node = target
-    p_key = parse_key(key)
-    for elem in p_key[:-1]:
+    parts = _parts(key)
+    for elem in parts[:-1]:
         if isinstance(elem, int):
             raise ValueError(elem)
         node = node.setdefault(elem, {})
-    node[p_key[-1]] = value
+    node[parts[-1]] = value
