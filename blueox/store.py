@@ -345,11 +345,11 @@ def zip_log_file(log_file, log_path, progress=None):
     log_file.size = os.stat(zip_path).st_size
 
 
-def prune_log_path(log_path, retain_days, now=None):
+def prune_log_path(log_path, retain_days, now=None, can_remove=None):
     """Remove the date folders of ``log_path`` older than ``retain_days`` days.
 
     Returns the removed folders' paths. Folders not named ``YYYYMMDD`` are left
-    alone.
+    alone, and so are those for which ``can_remove(path)``, if given, is false.
     """
     now = now or _utcnow()
     oldest_kept = (now - datetime.timedelta(days=retain_days)).date()
@@ -365,6 +365,8 @@ def prune_log_path(log_path, retain_days, now=None):
         except ValueError:
             continue
         if len(name) == 8 and folder_date < oldest_kept and os.path.isdir(path):
+            if can_remove is not None and not can_remove(path):
+                continue
             log.info("Removing %s", path)
             shutil.rmtree(path)
             removed.append(path)

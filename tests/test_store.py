@@ -251,6 +251,24 @@ class LocalFileTests(SynchronousTestCase):
         )
 
 
+    def test_prune_asks_before_removing(self):
+        """A folder that can_remove refuses is kept even when it is old."""
+        for folder in ["20140301", "20140302"]:
+            write_file(os.path.join(self.log_path, folder, "x-20140301.log"), b"x")
+        asked = []
+
+        def can_remove(path):
+            asked.append(os.path.basename(path))
+            return path.endswith("20140302")
+
+        removed = store.prune_log_path(
+            self.log_path, 1, now=DT(2014, 3, 9), can_remove=can_remove
+        )
+        self.assertEqual(asked, ["20140301", "20140302"])
+        self.assertEqual([os.path.basename(p) for p in removed], ["20140302"])
+        self.assertEqual(os.listdir(self.log_path), ["20140301"])
+
+
 class S3Tests(SynchronousTestCase):
     def setUp(self):
         self.bucket = _s3server.make_bucket()

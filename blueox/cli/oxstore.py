@@ -239,6 +239,23 @@ def do_prune(log_path, retain_days):
     return len(store.prune_log_path(log_path, retain_days))
 
 
+class BucketKeys:
+    """Which keys a bucket holds, listed once per date folder (not a HEAD per key)."""
+
+    def __init__(self, bucket):
+        self._bucket = bucket
+        self._by_date = {}
+
+    def __contains__(self, key):
+        date_prefix = key.split("/", 1)[0] + "/"
+        keys = self._by_date.get(date_prefix)
+        if keys is None:
+            keys = self._by_date[date_prefix] = {
+                summary.key for summary in self._bucket.objects.filter(Prefix=date_prefix)
+            }
+        return key in keys
+
+
 def do_upload(log_path, bucket, zipped_only, host=None, stderr=None):
     """Upload finished log files whose keys are not in the bucket yet."""
     _require_log_path(log_path)
@@ -246,16 +263,11 @@ def do_upload(log_path, bucket, zipped_only, host=None, stderr=None):
     candidates = store.filter_log_files_for_uploading(
         store.list_log_files(log_path), zipped_only
     )
-    existing_by_date = {}
+    in_bucket = BucketKeys(bucket)
     to_upload = []
     for log_file in candidates:
         remote = log_file.build_remote(log_file.host or host)
-        date_prefix = remote.file_path.split("/", 1)[0] + "/"
-        if date_prefix not in existing_by_date:
-            existing_by_date[date_prefix] = {
-                summary.key for summary in bucket.objects.filter(Prefix=date_prefix)
-            }
-        if remote.file_path in existing_by_date[date_prefix]:
+        if remote.file_path in in_bucket:
             log.debug("Skipping %s: already in the bucket", remote.file_path)
             continue
         to_upload.append((log_file, remote))
@@ -273,6 +285,27 @@ def do_upload(log_path, bucket, zipped_only, host=None, stderr=None):
         progress.file_done()
     progress.finish()
     return len(to_upload)
+
+
+def do_archive(log_path, bucket, retain_days, host=None, stderr=None):
+    """zip, upload the zipped files, then prune the date folders whose log
+    files are all zipped and in the bucket (others are kept and named)."""
+    host = host or socket.gethostname()
+    do_zip(log_path, stderr=stderr)
+    do_upload(log_path, bucket, zipped_only=True, host=host, stderr=stderr)
+    in_bucket = BucketKeys(bucket)
+
+    def archived(folder):
+        for log_file in store.list_log_files(folder):
+            remote = log_file.build_remote(log_file.host or host)
+            if not log_file.bzip or remote.file_path not in in_bucket:
+                log.warning(
+                    "Keeping %s: %s is not archived yet", folder, log_file.file_name
+                )
+                return False
+        return True
+
+    return len(store.prune_log_path(log_path, retain_days, can_remove=archived))
 
 
 def do_download(bucket, type_name, start_dt, end_dt, output_dir, stderr=None):
@@ -348,9 +381,7 @@ def run(args, stdout, stderr):
     elif args.command == "archive":
         _require_log_path(args.log_path)
         bucket = _open_bucket(args)
-        do_zip(args.log_path, stderr=stderr)
-        do_upload(args.log_path, bucket, zipped_only=True, stderr=stderr)
-        do_prune(args.log_path, args.retain_days)
+        do_archive(args.log_path, bucket, args.retain_days, stderr=stderr)
 
 
 def main(argv=None):
