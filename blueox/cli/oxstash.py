@@ -57,6 +57,8 @@ BACKOFF_CAP = 30.0
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+# Input that is not an event is reported this many times, then only counted.
+MAX_BAD_EVENT_REPORTS = 10
 
 # One document of the bulk request: its action line and source line, ready.
 Document = namedtuple("Document", ["index", "id", "type", "lines"])
@@ -412,7 +414,10 @@ class Stash:
             self._buffer.append(self._make_document(event))
         except Exception as e:
             self.result.bad_events += 1
-            self._report(f"skipped input that is not an event: {e}")
+            if self.result.bad_events <= MAX_BAD_EVENT_REPORTS:
+                self._report(f"skipped input that is not an event: {e}")
+            if self.result.bad_events == MAX_BAD_EVENT_REPORTS:
+                self._report("(further input that is not an event is only counted)")
 
     def _flush(self):
         self._flush_call = None

@@ -101,6 +101,14 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="oxstore", description="Manage BlueOx log files, locally and in S3."
     )
+    # Also accepted before the command (``oxstore --lock-file=X archive``).
+    parser.add_argument(
+        "--verbose", "-v", dest="verbose_before", action="count", default=0,
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--lock-file", dest="lock_file_before", help=argparse.SUPPRESS
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     commands.add_parser(
@@ -387,6 +395,8 @@ def run(args, stdout, stderr):
 def main(argv=None):
     """Run ``oxstore``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    args.verbose += args.verbose_before
+    args.lock_file = args.lock_file or args.lock_file_before
     _setup_logging(args.verbose)
     stdout = sys.stdout.buffer
     try:

@@ -140,6 +140,10 @@ class ZipAndPruneTests(OxstoreTestCase):
         self.assertEqual(
             self.listing(), ["20140101/request-20140101.log", "20140102/request-20140102.log"]
         )
+        result = self.oxstore(
+            "--lock-file", lock_path, "zip", "-p", self.log_path, expect=1
+        )
+        self.assertIn(b"is held", result.stderr)
         fcntl.flock(fd, fcntl.LOCK_UN)
         self.oxstore("zip", "-p", self.log_path, "--lock-file", lock_path)
         self.assertEqual(len([n for n in self.listing() if n.endswith(".bz2")]), 2)
