@@ -176,6 +176,15 @@ class RequestEvent:
         if self.context is not None and not self.finished:
             self.context.start()
 
+    def stream(self, body):
+        """Wrap a streamed response ``body`` (an iterable of bytes) so that it carries the event.
+
+        The event is current while each chunk is produced, counts the
+        chunks' bytes, records an exception raised by the body, and is
+        finished when the body is exhausted or closed. Call `pause` first.
+        """
+        return _EventBody(body, self)
+
     @_guarded
     def finish(self):
         """Close the context and send the event; later calls do nothing."""
@@ -184,3 +193,41 @@ class RequestEvent:
         self.finished = True
         self._set("response_size", self._size)
         self.context.done()
+
+
+class _EventBody:
+    """A response body iterated with its request's event current; see `RequestEvent.stream`."""
+
+    def __init__(self, body, event):
+        self._body = body
+        self._iterator = None
+        self._event = event
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._iterator is None:
+            self._iterator = iter(self._body)
+        self._event.resume()
+        try:
+            chunk = next(self._iterator)
+        except StopIteration:
+            self._event.finish()
+            raise
+        except Exception as error:
+            self._event.set_exception(error)
+            self._event.finish()
+            raise
+        finally:
+            self._event.pause()
+        self._event.add_size(len(chunk))
+        return chunk
+
+    def close(self):
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._event.finish()

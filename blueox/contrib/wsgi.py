@@ -133,7 +133,7 @@ class BlueOxWSGIMiddleware:
             event.finish()
             return body
         event.pause()
-        return _Body(body, event)
+        return event.stream(body)
 
 
 def _known_size(body, content_length):
@@ -146,42 +146,3 @@ def _known_size(body, content_length):
     except (TypeError, ValueError):
         pass
     return None
-
-
-class _Body:
-    """The application's response body, counted and made current while it is iterated."""
-
-    def __init__(self, body, event):
-        self._body = body
-        self._iterator = None
-        self._event = event
-
-    def __iter__(self):
-        self._iterator = iter(self._body)
-        return self
-
-    def __next__(self):
-        if self._iterator is None:
-            self._iterator = iter(self._body)
-        self._event.resume()
-        try:
-            chunk = next(self._iterator)
-        except StopIteration:
-            self._event.finish()
-            raise
-        except Exception as error:
-            self._event.set_exception(error)
-            self._event.finish()
-            raise
-        finally:
-            self._event.pause()
-        self._event.add_size(len(chunk))
-        return chunk
-
-    def close(self):
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._event.finish()
