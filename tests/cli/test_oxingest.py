@@ -1,9 +1,11 @@
 """Tests for oxingest, run as a user runs it, against a real ``twistd blueox``."""
 
+import io
 import os
 import select
 import signal
 import subprocess
+import sys
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -32,6 +34,30 @@ class NamingTests(SynchronousTestCase):
         )
         self.assertEqual(
             oxingest.parse_file_spec("./odd:name.log"), ("odd_name", "./odd:name.log")
+        )
+
+
+class UnsentReportTests(SynchronousTestCase):
+    def test_unsent_lines_reported(self):
+        """Lines the emitter could not send are reported at exit with status 1."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.addCleanup(signal.signal, signum, signal.getsignal(signum))
+        sent = []
+        self.patch(oxingest.logging, "basicConfig", lambda **kwargs: None)
+        self.patch(oxingest.blueox, "default_configure", lambda host: None)
+        self.patch(oxingest.Ingester, "send",
+                   lambda self, type_name, line: (sent.append(line),
+                                                  setattr(self, "lines", len(sent))))
+        self.patch(oxingest, "_final_stats",
+                   lambda: {"sent": 1, "queued": 0, "dropped": 2, "rejected": 0})
+        stdin = io.TextIOWrapper(io.BytesIO(b"a\nb\nc\n"))
+        stderr = io.StringIO()
+        self.patch(sys, "stdin", stdin)
+        self.patch(sys, "stderr", stderr)
+        self.assertEqual(oxingest.main(["notices"]), 1)
+        self.assertEqual(sent, [b"a", b"b", b"c"])
+        self.assertEqual(
+            stderr.getvalue(), "oxingest: 3 lines read, 1 sent, 2 could not be sent\n"
         )
 
 
