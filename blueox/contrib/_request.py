@@ -13,6 +13,7 @@ integration never breaks the request it observes.
 import functools
 import logging
 import traceback
+from collections.abc import Mapping
 
 from ..context import Context
 
@@ -47,7 +48,7 @@ def _guarded(method):
 
 
 def user_id(user):
-    """The id to record for ``user``: its ``id`` or ``pk``, or the value itself if plain.
+    """The id to record for ``user``: its ``id`` or ``pk`` (attribute or key), or the value itself if plain.
 
     Anonymous users (``is_authenticated`` false) and users without an id
     give None.
@@ -59,7 +60,10 @@ def user_id(user):
     if getattr(user, "is_authenticated", True) is False:
         return None
     for attribute in ("id", "pk"):
-        value = getattr(user, attribute, None)
+        if isinstance(user, Mapping):
+            value = user.get(attribute)
+        else:
+            value = getattr(user, attribute, None)
         if value is not None:
             return value if isinstance(value, (str, int)) else str(value)
     return None
