@@ -125,7 +125,9 @@ def default_configure(host=None, **options):
 def shutdown(timeout=None):
     """Send what is queued (waiting a bounded time) and stop sending.
 
-    Safe to call twice; registered to run at exit.
+    Returns the emitter's final counters (as `emitter_stats`), or None when
+    nothing was configured to send. Safe to call twice; registered to run
+    at exit.
     """
     global _emitter
     with _configure_lock:
@@ -133,11 +135,13 @@ def shutdown(timeout=None):
         _remove_shutdown_trigger()
         if emitter is not None and _context_mod._recorder_function == emitter.record:
             _context_mod._recorder_function = None
-    if emitter is not None:
-        if timeout is None:
-            emitter.close()
-        else:
-            emitter.close(timeout)
+    if emitter is None:
+        return None
+    if timeout is None:
+        emitter.close()
+    else:
+        emitter.close(timeout)
+    return emitter.stats()
 
 
 def emitter_stats():

@@ -220,10 +220,14 @@ class ConfigureTests(SynchronousTestCase):
         self.assertEqual(blueox._emitter.endpoint, "tcp://127.0.0.1:3514")
 
     def test_shutdown_twice(self):
-        """shutdown() twice is safe and leaves BlueOx unconfigured."""
+        """shutdown() returns the final counters, is safe twice and leaves BlueOx unconfigured."""
         blueox.default_configure("127.0.0.1:%d" % free_port())
-        blueox.shutdown(timeout=0.1)
-        blueox.shutdown(timeout=0.1)
+        with blueox.Context("t"):
+            pass
+        final = blueox.shutdown(timeout=0.1)
+        self.assertEqual(final["sent"] + final["dropped"], 1)
+        self.assertEqual(final["queued"], 0)
+        self.assertIsNone(blueox.shutdown(timeout=0.1))
         with blueox.Context("t"):
             pass
         self.assertIsNone(blueox._emitter)

@@ -128,12 +128,8 @@ def follow_files(ingester, followed, stop, interval=POLL_INTERVAL):
 
 def _final_stats():
     """Flush and close the emitter; return its counters after the flush."""
-    emitter = getattr(blueox, "_emitter", None)
     before = blueox.emitter_stats()
-    blueox.shutdown()
-    if emitter is not None and hasattr(emitter, "stats"):
-        return emitter.stats()
-    return before
+    return blueox.shutdown() or before
 
 
 def main(argv=None):
