@@ -81,8 +81,9 @@ class CollectorService(Service):
         self._receive_hwm = receive_hwm
         self._check_bodies = check_bodies
         self._verbosity = verbosity
-        self._names = {}
+        self._sources = {}
         self._name_cache_size = name_cache_size
+        self._last_end = None
         self._socket = None
         self._monitor = None
 
@@ -104,7 +105,12 @@ class CollectorService(Service):
             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
         )
         self._monitor = ZmqSocket(self._reactor, monitor, on_message=self._monitor_event)
-        self._socket = ZmqSocket(self._reactor, socket, on_message=self.message_received)
+        self._socket = ZmqSocket(
+            self._reactor,
+            socket,
+            on_message=self.message_received,
+            on_batch_end=self.batch_end,
+        )
         self.log.info("collecting on {address}", address=str(self.address))
         super().startService()
 
@@ -130,22 +136,15 @@ class CollectorService(Service):
         if self._verbosity >= 2:
             self.log.info("rejected a message ({reason}) {detail}", reason=reason, detail=detail)
 
-    def _names_for(self, header):
-        """``(host, type, type_bytes, error)`` for a header's names, cached."""
+    def _source_for(self, header):
+        """The parsed, checked names of a header (cached by their bytes)."""
         key = header[9:]
-        names = self._names.get(key)
-        if names is None:
-            try:
-                parsed = wire.unpack_header(header)
-            except wire.WireError as e:
-                names = (None, None, None, e.reason)
-            else:
-                reason = unsafe_type_reason(parsed.type)
-                names = (parsed.host, parsed.type, parsed.type.encode("utf-8"), reason)
-            if len(self._names) >= self._name_cache_size:
-                self._names.clear()
-            self._names[key] = names
-        return names
+        source = self._sources.get(key)
+        if source is None:
+            if len(self._sources) >= self._name_cache_size:
+                self._sources.clear()
+            source = self._sources[key] = _Source(header, self._stats)
+        return source
 
     def message_received(self, frames):
         """Check, count and route one received message."""
@@ -157,9 +156,9 @@ class CollectorService(Service):
                 wire.unpack_header(header)
             except wire.WireError as e:
                 return self._reject(e.reason, str(e))
-        host, type_name, type_bytes, reason = self._names_for(header)
-        if reason is not None:
-            return self._reject(reason, repr(header[74:]))
+        source = self._sources.get(header[9:]) or self._source_for(header)
+        if source.reason is not None:
+            return self._reject(source.reason, repr(source.detail))
         end = _end_time(header, 1)[0]
         if not 0.0 <= end < MAX_END_TIME:
             return self._reject("bad_time", repr(end))
@@ -171,10 +170,50 @@ class CollectorService(Service):
             except wire.WireError as e:
                 return self._reject(e.reason, str(e))
 
-        self._stats.record(host, type_name, end, self._reactor.seconds())
+        # Stats, inlined: this runs for every event.
+        self._stats.received += 1
+        self._last_end = end
+        tally = source.type_tally
+        tally.count += 1
+        tally.last = end
+        tally = source.host_tally
+        tally.count += 1
+        tally.last = end
         if self._writer is not None:
-            self._writer.write(type_name, end, body)
+            self._writer.write(source.type_name, end, body)
         if self._publisher is not None:
-            self._publisher.publish(type_bytes, body)
+            self._publisher.publish(source.type_bytes, body)
         if self._forwarder is not None:
             self._forwarder.forward(frames, len(header) + len(body))
+
+    def batch_end(self, drained):
+        """After each batch: note the arrival time; flush when nothing waits."""
+        if self._last_end is not None:
+            self._stats.received_at(self._reactor.seconds(), self._last_end)
+            self._last_end = None
+        if drained and self._writer is not None:
+            self._writer.flush_pending()
+
+
+class _Source:
+    """What a header's names are: host, type, and whether they are refused."""
+
+    __slots__ = ("host", "type_name", "type_bytes", "reason", "detail", "type_tally", "host_tally")
+
+    def __init__(self, header, stats):
+        self.detail = header[73:]
+        try:
+            parsed = wire.unpack_header(header)
+        except wire.WireError as e:
+            self.reason = e.reason
+            self.host = self.type_name = self.type_bytes = None
+            self.type_tally = self.host_tally = None
+            return
+        self.host = parsed.host
+        self.type_name = parsed.type
+        self.type_bytes = parsed.type.encode("utf-8")
+        self.reason = unsafe_type_reason(parsed.type)
+        if self.reason is None:
+            self.type_tally, self.host_tally = stats.tallies(parsed.host, parsed.type)
+        else:
+            self.type_tally = self.host_tally = None

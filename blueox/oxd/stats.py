@@ -53,15 +53,29 @@ class Stats:
 
     def record(self, host, type_name, end, now):
         """Count one accepted event that ended at ``end``, received at ``now``."""
+        type_tally, host_tally = self.tallies(host, type_name)
         self.received += 1
+        type_tally.count += 1
+        type_tally.last = end
+        host_tally.count += 1
+        host_tally.last = end
+        self.received_at(now, end)
+
+    def tallies(self, host, type_name):
+        """The tallies to update for events of ``type_name`` from ``host``.
+
+        The collector keeps them next to its parsed headers and updates them
+        itself, sparing two lookups per event.
+        """
+        return (
+            self.events.get(type_name) or self._new_tally(self.events, type_name),
+            self.hosts.get(host) or self._new_tally(self.hosts, host),
+        )
+
+    def received_at(self, now, end):
+        """Note that the latest event, which ended at ``end``, arrived at ``now``."""
         self.last = now
         self.lag = now - end
-        tally = self.events.get(type_name) or self._new_tally(self.events, type_name)
-        tally.last = end
-        tally.count += 1
-        tally = self.hosts.get(host) or self._new_tally(self.hosts, host)
-        tally.last = end
-        tally.count += 1
 
     def _new_tally(self, table, name):
         if len(table) < self._max_names:
@@ -106,7 +120,7 @@ class StallProbe:
     last ``keep`` delays over ``threshold`` seconds as ``(time, seconds)``.
     """
 
-    def __init__(self, clock, interval=0.05, threshold=0.01, keep=64):
+    def __init__(self, clock, interval=0.05, threshold=0.001, keep=256):
         self._clock = clock
         self._interval = interval
         self._threshold = threshold

@@ -6,7 +6,10 @@ hours, ``<type>-<YYYYMMDDHH>.log`` where HH is the UTC hour floored to a
 multiple of N. Dates and hours come from the event's end time in the header,
 in UTC, so a late event lands in the file of the hour it happened.
 
-Files are buffered and flushed every second; a file idle for a minute is
+Files are buffered and flushed every second, and as soon as the collector
+has no more events waiting (`flush_pending`): under load writes are
+batched, and at low rates an event is on disk without waiting for the next
+tick. A file idle for a minute is
 closed; at most ``max_open_files`` are open at once (the least recently
 written is closed first), so ten thousand event types cannot exhaust file
 descriptors. Every second the writer also checks that each open file is
@@ -20,8 +23,6 @@ that would resolve outside the log directory.
 
 import os
 import time
-from collections import OrderedDict
-
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -67,14 +68,19 @@ def hour_bucket(end, rotate_hours=None):
 
 
 class _OpenLog:
-    __slots__ = ("path", "file", "identity", "pending", "last_write")
+    """One open log file: events of ``key`` (type, first hour) in hours [start, stop)."""
 
-    def __init__(self, path, file, identity, now):
+    __slots__ = ("key", "path", "file", "identity", "pending", "last_write", "start", "stop")
+
+    def __init__(self, key, path, file, identity, now, stop):
+        self.key = key
         self.path = path
         self.file = file
         self.identity = identity
         self.pending = 0
         self.last_write = now
+        self.start = key[1]
+        self.stop = stop
 
 
 class WriterService(Service):
@@ -100,8 +106,9 @@ class WriterService(Service):
         self._max_open_files = max_open_files
         self._idle_timeout = idle_timeout
         self._buffer_size = buffer_size
-        self._open = OrderedDict()
-        self._buckets = {}
+        self._open = {}
+        self._current = {}
+        self._pending = []
         self._loop = LoopingCall(self.tick)
         self._loop.clock = clock
         self._flush_interval = flush_interval
@@ -125,33 +132,40 @@ class WriterService(Service):
     def write(self, type_name, end, body):
         """Append ``body`` to the file for ``type_name`` at time ``end``."""
         hours = int(end // SECONDS_PER_HOUR)
-        bucket = self._buckets.get(hours)
-        if bucket is None:
-            bucket = self._bucket_for(hours)
-        key = (type_name, bucket)
-        entry = self._open.get(key)
-        if entry is None:
-            entry = self._open_log(key)
+        entry = self._current.get(type_name)
+        if entry is None or not entry.start <= hours < entry.stop:
+            entry = self._entry_for(type_name, hours)
             if entry is None:
                 return
-        else:
-            self._open.move_to_end(key)
         try:
             entry.file.write(body)
         except (OSError, ValueError) as e:
             self._stats.drop("write_error", entry.pending + 1)
             entry.pending = 0
-            self._close(key, e)
+            self._close(entry.key, e)
             return
+        if not entry.pending:
+            self._pending.append(entry)
         entry.pending += 1
 
-    def _bucket_for(self, hours):
-        if len(self._buckets) > 1024:
-            self._buckets.clear()
-        bucket = self._buckets[hours] = hour_bucket(
-            hours * SECONDS_PER_HOUR, self._rotate_hours
-        )
-        return bucket
+    def flush_pending(self):
+        """Flush the files written since the last flush."""
+        pending, self._pending = self._pending, []
+        for entry in pending:
+            if self._open.get(entry.key) is entry:
+                self._flush(entry.key, entry)
+
+    def _entry_for(self, type_name, hours):
+        """The open file for ``type_name`` at ``hours``, opening it if need be."""
+        bucket = hour_bucket(hours * SECONDS_PER_HOUR, self._rotate_hours)
+        key = (type_name, bucket)
+        entry = self._open.get(key)
+        if entry is None:
+            entry = self._open_log(key)
+            if entry is None:
+                return None
+        self._current[type_name] = entry
+        return entry
 
     def _open_log(self, key):
         type_name, bucket = key
@@ -162,8 +176,9 @@ class WriterService(Service):
             self._stats.reject("unsafe_type")
             return None
         while len(self._open) >= self._max_open_files:
-            oldest = next(iter(self._open))
-            self._close(oldest)
+            # Least recently written first (last_write is updated at flushes).
+            oldest = min(self._open.values(), key=lambda e: e.last_write)
+            self._close(oldest.key)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             file = open(path, "ab", buffering=self._buffer_size)
@@ -172,8 +187,15 @@ class WriterService(Service):
             self._stats.drop("write_error")
             self._log_error("cannot open {path}: {error}", path=path, error=e)
             return None
+        period = self._rotate_hours or HOURS_PER_DAY
+        day_end = (bucket // HOURS_PER_DAY + 1) * HOURS_PER_DAY
         entry = self._open[key] = _OpenLog(
-            path, file, (st.st_dev, st.st_ino), self._clock.seconds()
+            key,
+            path,
+            file,
+            (st.st_dev, st.st_ino),
+            self._clock.seconds(),
+            stop=min(bucket + period, day_end),
         )
         return entry
 
@@ -194,6 +216,8 @@ class WriterService(Service):
 
     def _close(self, key, error=None):
         entry = self._open.pop(key)
+        if self._current.get(key[0]) is entry:
+            del self._current[key[0]]
         if error is None:
             self._flush(key, entry)
         else:
@@ -214,6 +238,7 @@ class WriterService(Service):
     def tick(self):
         """Flush, close idle files and let go of moved or removed ones."""
         now = self._clock.seconds()
+        self._pending = []
         for key, entry in list(self._open.items()):
             if not self._flush(key, entry):
                 continue
@@ -223,11 +248,6 @@ class WriterService(Service):
             elif self._moved(entry):
                 self.log.info("{path} was moved or removed; reopening", path=entry.path)
                 self._close(key)
-
-    def flush_all(self):
-        """Flush every open file now."""
-        for key, entry in list(self._open.items()):
-            self._flush(key, entry)
 
     def close_all(self):
         """Flush and close every open file."""

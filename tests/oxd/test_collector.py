@@ -27,6 +27,9 @@ class Recorder:
     def forward(self, *args):
         self.calls.append(("forward",) + args)
 
+    def flush_pending(self):
+        self.calls.append(("flush_pending",))
+
 
 def raw_header(type_bytes, host=b"h", end=1.0e9, version=3):
     return struct.pack("!Bd64p64p", version, end, host, type_bytes)
@@ -73,6 +76,10 @@ class CollectorTests(SynchronousTestCase):
         )
         self.assertEqual(self.stats.received, 1)
         self.assertEqual(self.stats.events["request"].count, 1)
+        self.collector.batch_end(drained=True)
+        self.assertEqual(self.sinks.calls[-1], ("flush_pending",))
+        self.assertEqual(self.stats.last, self.clock.seconds())
+        self.assertEqual(self.stats.lag, self.clock.seconds() - 1.7e9)
 
     def test_wrong_frame_count(self):
         """One frame or three frames are rejected as frame_count."""
@@ -136,5 +143,5 @@ class CollectorTests(SynchronousTestCase):
         self.collector = self.make_collector(name_cache_size=16)
         for n in range(100):
             self.collector.message_received([raw_header(f"t{n}".encode()), b"\x80"])
-        self.assertLessEqual(len(self.collector._names), 16)
+        self.assertLessEqual(len(self.collector._sources), 16)
         self.assertEqual(self.stats.received, 100)
