@@ -10,6 +10,7 @@ id (a JSON list a line). Ctrl-C and a closed output pipe end it quietly.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -62,12 +63,7 @@ def pretty_header(event):
 
 
 def _chunks(binary_file):
-    read = getattr(binary_file, "read1", binary_file.read)
-    while True:
-        data = read(READ_SIZE)
-        if not data:
-            return
-        yield data
+    return iter(functools.partial(binary_file.read1, READ_SIZE), b"")
 
 
 def _file_events(paths, stdin):

@@ -29,7 +29,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from blueox import wire
 from blueox.oxd.writer import unsafe_type_reason
-from blueox.oxd.zmqio import ZmqSocket
+from blueox.oxd.zmqio import ZmqSocket, open_socket
 
 __all__ = ["CollectorService"]
 
@@ -88,15 +88,14 @@ class CollectorService(Service):
         self._monitor = None
 
     def startService(self):
-        socket = self._context.socket(zmq.PULL)
-        socket.setsockopt(zmq.RCVHWM, self._receive_hwm)
-        socket.setsockopt(zmq.MAXMSGSIZE, self._max_message_size)
-        socket.setsockopt(zmq.LINGER, 0)
-        try:
-            socket.bind(self.address.endpoint())
-        except zmq.ZMQError:
-            socket.close(linger=0)
-            raise
+        options = {
+            zmq.RCVHWM: self._receive_hwm,
+            zmq.MAXMSGSIZE: self._max_message_size,
+            zmq.LINGER: 0,
+        }
+        socket, _ = open_socket(
+            self._context, zmq.PULL, options, lambda s: s.bind(self.address.endpoint())
+        )
         self.port = self.address.port
         monitor = socket.get_monitor_socket(
             zmq.EVENT_ACCEPTED

@@ -15,7 +15,7 @@ import zmq
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from blueox.oxd.zmqio import ZmqSocket
+from blueox.oxd.zmqio import ZmqSocket, open_socket
 
 __all__ = ["ControlService", "handle_request"]
 
@@ -80,16 +80,15 @@ class ControlService(Service):
         }
 
     def startService(self):
-        socket = self._context.socket(zmq.ROUTER)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_SIZE)
-        socket.setsockopt(zmq.RCVHWM, 1000)
-        socket.setsockopt(zmq.SNDHWM, 1000)
-        socket.setsockopt(zmq.LINGER, 0)
-        try:
-            socket.bind(self.address.endpoint())
-        except zmq.ZMQError:
-            socket.close(linger=0)
-            raise
+        options = {
+            zmq.MAXMSGSIZE: MAX_REQUEST_SIZE,
+            zmq.RCVHWM: 1000,
+            zmq.SNDHWM: 1000,
+            zmq.LINGER: 0,
+        }
+        socket, _ = open_socket(
+            self._context, zmq.ROUTER, options, lambda s: s.bind(self.address.endpoint())
+        )
         self._socket = ZmqSocket(self._reactor, socket, on_message=self._request)
         self.log.info("control port on {address}", address=str(self.address))
         super().startService()

@@ -21,7 +21,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from blueox.oxd.zmqio import ZmqSocket
+from blueox.oxd.zmqio import ZmqSocket, open_socket
 
 __all__ = ["ForwarderService"]
 
@@ -57,15 +57,18 @@ class ForwarderService(Service):
         self._warned_full = False
 
     def startService(self):
-        socket = self._context.socket(zmq.PUSH)
-        socket.setsockopt(zmq.IMMEDIATE, 1)
-        socket.setsockopt(zmq.SNDHWM, self._hwm)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.RECONNECT_IVL, 100)
-        socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
-        socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 60)
-        socket.connect(self.address.endpoint())
+        options = {
+            zmq.IMMEDIATE: 1,
+            zmq.SNDHWM: self._hwm,
+            zmq.LINGER: 0,
+            zmq.RECONNECT_IVL: 100,
+            zmq.RECONNECT_IVL_MAX: 2000,
+            zmq.TCP_KEEPALIVE: 1,
+            zmq.TCP_KEEPALIVE_IDLE: 60,
+        }
+        socket, _ = open_socket(
+            self._context, zmq.PUSH, options, lambda s: s.connect(self.address.endpoint())
+        )
         self._socket = ZmqSocket(self._reactor, socket, on_wakeup=self.flush)
         self.log.info("forwarding to {address}", address=str(self.address))
         super().startService()

@@ -16,7 +16,7 @@ import zmq
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from blueox.oxd.zmqio import ZmqSocket
+from blueox.oxd.zmqio import ZmqSocket, open_socket
 
 __all__ = ["PublisherService"]
 
@@ -39,19 +39,14 @@ class PublisherService(Service):
         self._wanted = {}
 
     def startService(self):
-        socket = self._context.socket(zmq.XPUB)
-        socket.setsockopt(zmq.SNDHWM, self._hwm)
-        socket.setsockopt(zmq.RCVHWM, 1000)
-        socket.setsockopt(zmq.MAXMSGSIZE, 4096)
-        socket.setsockopt(zmq.LINGER, 0)
+        options = {zmq.SNDHWM: self._hwm, zmq.RCVHWM: 1000, zmq.MAXMSGSIZE: 4096, zmq.LINGER: 0}
         low, high = self._port_range
-        try:
-            self.port = socket.bind_to_random_port(
-                f"tcp://{self.host}", low, high + 1, max_tries=200
-            )
-        except zmq.ZMQError:
-            socket.close(linger=0)
-            raise
+        socket, self.port = open_socket(
+            self._context,
+            zmq.XPUB,
+            options,
+            lambda s: s.bind_to_random_port(f"tcp://{self.host}", low, high + 1, max_tries=200),
+        )
         self._socket = ZmqSocket(self._reactor, socket, on_message=self._subscription)
         self.log.info("streaming on {host}:{port}", host=self.host, port=self.port)
         super().startService()

@@ -21,12 +21,29 @@ from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import implementer
 
-__all__ = ["ZmqSocket", "DEFAULT_BATCH_SIZE"]
+__all__ = ["ZmqSocket", "DEFAULT_BATCH_SIZE", "open_socket"]
 
 DEFAULT_BATCH_SIZE = 300
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
+
+
+def open_socket(context, socket_type, options, attach):
+    """A new socket with ``options`` set, then ``attach(socket)`` (bind or connect).
+
+    Returns ``(socket, what attach returned)``; the socket is closed again
+    if an option or ``attach`` fails.
+    """
+    socket = context.socket(socket_type)
+    try:
+        for option, value in options.items():
+            socket.setsockopt(option, value)
+        attached = attach(socket)
+    except zmq.ZMQError:
+        socket.close(linger=0)
+        raise
+    return socket, attached
 
 
 @implementer(IReadDescriptor)
