@@ -36,6 +36,9 @@ __all__ = ["CollectorService"]
 # Event end times oxd routes: from the epoch up to the end of year 9999.
 MAX_END_TIME = 253402300800.0
 
+# Each rejection reason is logged at most this often (seconds), unless -vv.
+REJECT_LOG_INTERVAL = 60.0
+
 # msgpack map markers: fixmap, map 16, map 32.
 _MAP_MARKERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 
@@ -84,6 +87,7 @@ class CollectorService(Service):
         self._sources = {}
         self._name_cache_size = name_cache_size
         self._last_end = None
+        self._reject_logged = {}
         self._socket = None
         self._monitor = None
 
@@ -131,9 +135,18 @@ class CollectorService(Service):
             self._stats.connections[name] += 1
 
     def _reject(self, reason, detail=""):
+        """Count a refused message; log it (each reason at most once a minute, unless -vv)."""
         self._stats.reject(reason)
-        if self._verbosity >= 2:
-            self.log.info("rejected a message ({reason}) {detail}", reason=reason, detail=detail)
+        now = self._reactor.seconds()
+        last = self._reject_logged.get(reason)
+        if self._verbosity >= 2 or last is None or now - last >= REJECT_LOG_INTERVAL:
+            self._reject_logged[reason] = now
+            self.log.warn(
+                "rejected a message ({reason}: {detail}); {count} rejected for this reason so far",
+                reason=reason,
+                detail=detail,
+                count=self._stats.rejected[reason],
+            )
 
     def _source_for(self, header):
         """The parsed, checked names of a header (cached by their bytes)."""

@@ -58,6 +58,7 @@ class OxdService(MultiService):
                 reactor,
                 rotate_hours=config.rotate_hours,
                 max_open_files=config.max_open_files,
+                verbosity=config.verbosity,
             )
         self.publisher = PublisherService(
             config.control.host,

@@ -146,7 +146,7 @@ class OxdOptions(usage.Options):
         self["verbosity"] = 0
 
     def opt_verbose(self):
-        """Log more (repeat for more)."""
+        """Log more: -v each file opened and closed, -vv every rejected message."""
         self["verbosity"] += 1
 
     opt_v = opt_verbose

@@ -98,6 +98,7 @@ class WriterService(Service):
         flush_interval=1.0,
         idle_timeout=60.0,
         buffer_size=64 * 1024,
+        verbosity=0,
     ):
         self.log_path = os.path.abspath(log_path)
         self._stats = stats
@@ -106,6 +107,7 @@ class WriterService(Service):
         self._max_open_files = max_open_files
         self._idle_timeout = idle_timeout
         self._buffer_size = buffer_size
+        self._verbosity = verbosity
         self._open = {}
         self._current = {}
         self._pending = []
@@ -189,6 +191,8 @@ class WriterService(Service):
             return None
         period = self._rotate_hours or HOURS_PER_DAY
         day_end = (bucket // HOURS_PER_DAY + 1) * HOURS_PER_DAY
+        if self._verbosity:
+            self.log.info("writing {path}", path=path)
         entry = self._open[key] = _OpenLog(
             key,
             path,
@@ -243,7 +247,8 @@ class WriterService(Service):
             if not self._flush(key, entry):
                 continue
             if now - entry.last_write >= self._idle_timeout:
-                self.log.debug("closing idle {path}", path=entry.path)
+                if self._verbosity:
+                    self.log.info("closing idle {path}", path=entry.path)
                 self._close(key)
             elif self._moved(entry):
                 self.log.info("{path} was moved or removed; reopening", path=entry.path)

@@ -3,6 +3,7 @@
 import struct
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from blueox import wire
@@ -137,6 +138,16 @@ class CollectorTests(SynchronousTestCase):
         for end in (float("nan"), -1.0, 1e20, float("inf")):
             self.collector.message_received([raw_header(b"t", end=end), b"\x80"])
         self.assertEqual(dict(self.stats.rejected), {"bad_time": 4})
+
+    def test_rejections_logged_once_a_minute(self):
+        """A flood of one kind of bad message logs one warning a minute, while every message is counted."""
+        with capturedLogs() as events:
+            for _ in range(100):
+                self.collector.message_received([b"x"])
+            self.clock.advance(61)
+            self.collector.message_received([b"x"])
+        self.assertEqual(len(events), 2)
+        self.assertEqual(self.stats.rejected["frame_count"], 101)
 
     def test_name_cache_is_bounded(self):
         """Many distinct headers do not grow the name cache past its bound."""

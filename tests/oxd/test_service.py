@@ -159,6 +159,24 @@ class CollectionTests(OxdTestCase):
                     "queued", "dropped", "rejected", "max_stall"):
             self.assertIn(key, status)
 
+    def test_garbage_control_requests_are_answered(self):
+        """Garbage on the control port gets {'error': ...} replies and the port keeps answering."""
+        import msgpack
+        import zmq
+
+        oxd = self.start_oxd()
+        context = zmq.Context()
+        self.addCleanup(context.destroy, linger=0)
+        for payload in ([b"\xc1not msgpack"], [msgpack.packb([1, 2])], [b"a", b"b"]):
+            dealer = context.socket(zmq.DEALER)
+            dealer.connect(f"tcp://{oxd.control_host}")
+            dealer.send_multipart([b""] + payload)
+            self.assertTrue(dealer.poll(10_000), f"no reply to {payload!r}")
+            reply = msgpack.unpackb(dealer.recv_multipart()[-1])
+            self.assertIn("error", reply)
+            dealer.close(linger=0)
+        self.assertEqual(oxd.status()["rejected"], {"control_request": 3})
+
     def test_oxd_command(self):
         """The oxd command runs the same service in the foreground and stops on SIGTERM."""
         log_path = self.make_log_path()
@@ -257,7 +275,30 @@ class HostileInputTests(OxdTestCase):
         self.assertNotIn("big", status["events"])
 
 
+def rss_megabytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
 class ForwardingTests(OxdTestCase):
+    def test_memory_stays_bounded(self):
+        """With the upstream away, 200 MB of events leave oxd's memory within the spool's bound."""
+        local = self.start_oxd(
+            f"--forward=127.0.0.1:{free_port()}", "--spool-events=100000", "--spool-bytes=2000000"
+        )
+        before = rss_megabytes(local.process.pid)
+        send_events(
+            local.collect_host, (make_event("big", n, pad="x" * 50_000) for n in range(4000))
+        )
+        wait_for(lambda: local.status()["received"] == 4000, message="4000 received")
+        status = local.status()
+        self.assertLessEqual(status["queued_bytes"], 2_000_000)
+        self.assertEqual(status["queued"] + status["dropped"]["spool_full"], 4000)
+        self.assertLess(rss_megabytes(local.process.pid) - before, 40)
+
     def test_spooled_events_delivered_in_order_when_upstream_starts(self):
         """Events sent while the upstream is absent wait in the spool and arrive in order once it starts."""
         upstream_port = free_port()
