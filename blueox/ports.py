@@ -36,13 +36,13 @@ def _default_host(host, default_host, default_port):
 
 def default_control_host(host=None):
     """The control address: ``host``, else ``$BLUEOX_CLIENT_HOST``, else local."""
-    default_host = os.environ.get(ENV_VAR_CONTROL_HOST, DEFAULT_HOST)
+    default_host = os.environ.get(ENV_VAR_CONTROL_HOST) or DEFAULT_HOST
     return _default_host(host, default_host, DEFAULT_CONTROL_PORT)
 
 
 def default_collect_host(host=None):
     """The collection address: ``host``, else ``$BLUEOX_HOST``, else local."""
-    default_host = os.environ.get(ENV_VAR_COLLECT_HOST, DEFAULT_HOST)
+    default_host = os.environ.get(ENV_VAR_COLLECT_HOST) or DEFAULT_HOST
     return _default_host(host, default_host, DEFAULT_COLLECT_PORT)
 
 
@@ -56,10 +56,10 @@ def split_host(address, default_port):
         name, port = address, str(default_port)
     if not name:
         raise ValueError(f"no host name in {address!r}")
-    try:
-        port_number = int(port)
-    except ValueError:
-        raise ValueError(f"bad port in {address!r}") from None
+    if not (port.isascii() and port.isdigit()):
+        # int() would also take " 80", "+80" and "8_0".
+        raise ValueError(f"bad port in {address!r}")
+    port_number = int(port)
     if not 0 < port_number < 65536:
         raise ValueError(f"port out of range in {address!r}")
     return name, port_number

@@ -106,7 +106,7 @@ def _packed_names(host, type_name):
     key = (host, type_name)
     try:
         return _names_cache[key]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: unhashable, rejected below
         pass
     names = _pack_names(_name_bytes("host", host), _name_bytes("type", type_name))
     if len(_names_cache) >= _NAMES_CACHE_SIZE:
