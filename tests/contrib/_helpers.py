@@ -1,4 +1,6 @@
-"""Shared pieces of the integration tests: capturing events and a ZeroMQ sink."""
+"""Shared pieces of the integration tests: capturing events, a gate for overlapping requests, a ZeroMQ sink."""
+
+import asyncio
 
 import zmq
 
@@ -26,6 +28,35 @@ class RecordingMixin:
         found = self.events_of(type_name)
         self.assertEqual(len(found), 1, f"events of {type_name!r}: {self.events!r}")
         return found[0]
+
+    def assert_own_ids(self, count, type_name="request"):
+        """``count`` events of ``type_name`` with distinct ids, and a ``.db`` sub-event each with its own id.
+
+        Each event and its sub-event carry the request's number in ``n``.
+        """
+        requests = self.events_of(type_name)
+        dbs = self.events_of(f"{type_name}.db")
+        self.assertEqual(len(requests), count)
+        self.assertEqual(len(dbs), count)
+        id_of_request = {event["body"]["n"]: event["id"] for event in requests}
+        self.assertEqual(len(set(id_of_request.values())), count)
+        for event in dbs:
+            self.assertEqual(event["id"], id_of_request[event["body"]["n"]])
+
+
+class Gate:
+    """Releases every waiter once ``count`` of them wait: forces all requests to overlap."""
+
+    def __init__(self, count):
+        self.count = count
+        self.waiting = 0
+        self.event = asyncio.Event()
+
+    async def wait(self):
+        self.waiting += 1
+        if self.waiting >= self.count:
+            self.event.set()
+        await self.event.wait()
 
 
 class ZmqSink:

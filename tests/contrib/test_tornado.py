@@ -11,7 +11,7 @@ import blueox
 from blueox import tornado_utils
 from blueox.tornado_utils import BlueOxRequestHandlerMixin, SampleRequestHandler
 
-from ._helpers import RecordingMixin
+from ._helpers import Gate, RecordingMixin
 
 CONCURRENT = 50
 
@@ -52,21 +52,6 @@ class NamedHandler(BlueOxRequestHandlerMixin, tornado.web.RequestHandler):
 
     def get(self):
         self.finish("named")
-
-
-class Gate:
-    """Releases every waiter once ``count`` of them wait: forces all requests to overlap."""
-
-    def __init__(self, count):
-        self.count = count
-        self.waiting = 0
-        self.event = asyncio.Event()
-
-    async def wait(self):
-        self.waiting += 1
-        if self.waiting == self.count:
-            self.event.set()
-        await self.event.wait()
 
 
 class OverlapHandler(SampleRequestHandler):
@@ -170,12 +155,5 @@ class TornadoTests(RecordingMixin, AsyncHTTPTestCase):
             *(client.fetch(self.get_url(f"/overlap/{n}")) for n in range(CONCURRENT))
         )
         self.assertEqual([r.body for r in responses], [str(n).encode() for n in range(CONCURRENT)])
-        requests = self.events_of("request")
-        dbs = self.events_of("request.db")
-        self.assertEqual(len(requests), CONCURRENT)
-        self.assertEqual(len(dbs), CONCURRENT)
-        id_of_request = {event["body"]["n"]: event["id"] for event in requests}
-        self.assertEqual(len(set(id_of_request.values())), CONCURRENT)
-        for event in dbs:
-            self.assertEqual(event["id"], id_of_request[event["body"]["n"]])
+        self.assert_own_ids(CONCURRENT)
         self.assertEqual(self.gates[1].waiting, CONCURRENT)
