@@ -114,7 +114,10 @@ class BlueOxWSGIMiddleware:
 
         def recording_start_response(status, headers, exc_info=None):
             event.set_status(status)
-            content_length[:] = [v for k, v in headers if k.lower() == "content-length"]
+            try:
+                content_length[:] = [v for k, v in headers if k.lower() == "content-length"]
+            except Exception:
+                log.exception("blueox: could not read the response headers")
             return start_response(status, headers, exc_info)
 
         try:
