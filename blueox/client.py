@@ -71,8 +71,9 @@ class Grouper:
 
     Events are held by id; when an event whose type has no ``'.'`` (a
     top-level event, which closes last) arrives, the list of that id's
-    events is yielded. At most ``max_size`` ids are held: the oldest are
-    forgotten first.
+    events is yielded. Past ``max_size`` ids the oldest are forgotten first
+    (as in BlueOx 0.11, eviction runs before each insert, so ``max_size + 1``
+    ids may be held).
     """
 
     def __init__(self, stream, max_size=1000):
