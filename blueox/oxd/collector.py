@@ -193,18 +193,18 @@ class CollectorService(Service):
         tally.last = end
         if self._writer is not None:
             self._writer.write(source.type_name, end, body)
-        if self._publisher is not None:
+        if self._publisher is not None and self._publisher.active:
             self._publisher.publish(source.type_bytes, body)
         if self._forwarder is not None:
             self._forwarder.forward(frames, len(header) + len(body))
 
     def batch_end(self, drained):
-        """After each batch: note the arrival time; flush when nothing waits."""
+        """After each batch: note the arrival time; flush soon when nothing waits."""
         if self._last_end is not None:
             self._stats.received_at(self._reactor.seconds(), self._last_end)
             self._last_end = None
         if drained and self._writer is not None:
-            self._writer.flush_pending()
+            self._writer.flush_soon()
 
 
 class _Source:

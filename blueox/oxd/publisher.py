@@ -37,6 +37,7 @@ class PublisherService(Service):
         self._socket = None
         self._subscriptions = set()
         self._wanted = {}
+        self.active = False
 
     def startService(self):
         options = {zmq.SNDHWM: self._hwm, zmq.RCVHWM: 1000, zmq.MAXMSGSIZE: 4096, zmq.LINGER: 0}
@@ -70,9 +71,14 @@ class PublisherService(Service):
         elif message[0] == 0:
             self._subscriptions.discard(topic)
         self._wanted.clear()
+        self.active = bool(self._subscriptions)
 
     def publish(self, type_bytes, body):
-        """Send ``[type_bytes, body]`` if any subscriber wants this type."""
+        """Send ``[type_bytes, body]`` if any subscriber wants this type.
+
+        ``active`` says whether anyone subscribes at all; callers check it
+        first to spare a call per event in the usual case.
+        """
         if not self._subscriptions:
             return
         wanted = self._wanted.get(type_bytes)

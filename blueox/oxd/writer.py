@@ -6,10 +6,10 @@ hours, ``<type>-<YYYYMMDDHH>.log`` where HH is the UTC hour floored to a
 multiple of N. Dates and hours come from the event's end time in the header,
 in UTC, so a late event lands in the file of the hour it happened.
 
-Files are buffered and flushed every second, and as soon as the collector
-has no more events waiting (`flush_pending`): under load writes are
-batched, and at low rates an event is on disk without waiting for the next
-tick. A file idle for a minute is
+Files are buffered and flushed every second, and shortly (``flush_delay``,
+20 ms) after the collector finds no more events waiting (`flush_soon`):
+under load writes are batched into large ones, and at low rates an event is
+on disk without waiting for the next tick. A file idle for a minute is
 closed; at most ``max_open_files`` are open at once (the least recently
 written is closed first), so ten thousand event types cannot exhaust file
 descriptors. Every second the writer also checks that each open file is
@@ -98,6 +98,7 @@ class WriterService(Service):
         flush_interval=1.0,
         idle_timeout=60.0,
         buffer_size=64 * 1024,
+        flush_delay=0.02,
         verbosity=0,
     ):
         self.log_path = os.path.abspath(log_path)
@@ -111,6 +112,8 @@ class WriterService(Service):
         self._open = {}
         self._current = {}
         self._pending = []
+        self._flush_delay = flush_delay
+        self._flush_call = None
         self._loop = LoopingCall(self.tick)
         self._loop.clock = clock
         self._flush_interval = flush_interval
@@ -129,6 +132,7 @@ class WriterService(Service):
         super().stopService()
         if self._loop.running:
             self._loop.stop()
+        self.flush_pending()
         self.close_all()
 
     def write(self, type_name, end, body):
@@ -150,8 +154,17 @@ class WriterService(Service):
             self._pending.append(entry)
         entry.pending += 1
 
+    def flush_soon(self):
+        """Flush what was written within ``flush_delay`` seconds."""
+        if self._pending and self._flush_call is None:
+            self._flush_call = self._clock.callLater(self._flush_delay, self.flush_pending)
+
     def flush_pending(self):
         """Flush the files written since the last flush."""
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
         pending, self._pending = self._pending, []
         for entry in pending:
             if self._open.get(entry.key) is entry:

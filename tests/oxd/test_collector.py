@@ -28,8 +28,10 @@ class Recorder:
     def forward(self, *args):
         self.calls.append(("forward",) + args)
 
-    def flush_pending(self):
-        self.calls.append(("flush_pending",))
+    active = True
+
+    def flush_soon(self):
+        self.calls.append(("flush_soon",))
 
 
 def raw_header(type_bytes, host=b"h", end=1.0e9, version=3):
@@ -78,7 +80,7 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(self.stats.received, 1)
         self.assertEqual(self.stats.events["request"].count, 1)
         self.collector.batch_end(drained=True)
-        self.assertEqual(self.sinks.calls[-1], ("flush_pending",))
+        self.assertEqual(self.sinks.calls[-1], ("flush_soon",))
         self.assertEqual(self.stats.last, self.clock.seconds())
         self.assertEqual(self.stats.lag, self.clock.seconds() - 1.7e9)
 

@@ -93,12 +93,16 @@ class WriterTests(SynchronousTestCase):
         self.assertEqual(os.path.getsize(path), 1)
         self.assertEqual(self.stats.written, 1)
 
-    def test_flush_pending(self):
-        """flush_pending (called when the collector has nothing waiting) puts written events on disk at once."""
+    def test_flush_soon(self):
+        """flush_soon (called when the collector has nothing waiting) puts written events on disk within 20 ms."""
         writer = self.make_writer()
         writer.write("a", utc(2024, 1, 1), b"\x80")
         writer.write("b", utc(2024, 1, 1), b"\x81")
-        writer.flush_pending()
+        writer.flush_soon()
+        writer.flush_soon()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)  # the tick and one flush
+        self.assertEqual(os.path.getsize(self.path("20240101/a-20240101.log")), 0)
+        self.clock.advance(0.02)
         self.assertEqual(os.path.getsize(self.path("20240101/a-20240101.log")), 1)
         self.assertEqual(os.path.getsize(self.path("20240101/b-20240101.log")), 1)
         self.assertEqual(self.stats.written, 2)
