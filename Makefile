@@ -25,6 +25,7 @@ run: dev
 bench: dev
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/client_overhead.py
+	$(BIN)/python bench/collector_throughput.py
 
 clean:
 	rm -rf $(VENV) _trial_temp* *.egg-info

@@ -19,6 +19,8 @@ __all__ = [
     "subscribe_stream",
     "stream_from_s3_store",
     "Grouper",
+    "OxdUnavailable",
+    "control_request",
 ]
 
 READ_SIZE = 64 * 1024
@@ -56,6 +58,15 @@ def subscribe_stream(control_host, subscribe):
     from .streaming import subscribe_stream as _subscribe_stream
 
     return _subscribe_stream(control_host, subscribe)
+
+
+def __getattr__(name):
+    # The daemon-facing helpers load pyzmq; import them only when asked for.
+    if name in ("OxdUnavailable", "control_request"):
+        from . import streaming
+
+        return getattr(streaming, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def stream_from_s3_store(bucket, type_name, start_dt, end_dt):
