@@ -407,12 +407,14 @@ class ReactorSender:
             threads.blockingCallFromThread(self.reactor, self._close, timeout)
 
     def _close(self, timeout):
+        import zmq
+
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         if self._connection is None:
             return
         self.emitter.send_queued(self._send)
         socket = self._connection.socket
-        socket.setsockopt(__import__("zmq").LINGER, int(timeout * 1000))
+        socket.setsockopt(zmq.LINGER, int(timeout * 1000))
         self._factory.shutdown()
         self._connection = None

@@ -3,7 +3,6 @@
 import datetime
 import decimal
 import random
-import re
 import time
 
 import msgpack
