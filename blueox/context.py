@@ -106,6 +106,46 @@ def _shared_parts(a_parts, b_parts):
     return count
 
 
+# Names already checked as valid names of a top-level context.
+_TOP_NAMES_SIZE = 1024
+_top_names = {}
+
+
+def _resolve_name(type_name, stack):
+    """The full name and the parent of a new context named ``type_name``."""
+    if not isinstance(type_name, str) or not type_name:
+        raise ValueError(f"type name must be a non-empty string, not {type_name!r}")
+    parent = None
+    if type_name[0] == ".":
+        if type_name.startswith(".."):
+            raise ValueError(f"type name {type_name!r} can't start with '..'")
+        parent = stack[-1] if stack else None
+        name = _rebuild_name(parent.name, type_name[1:]) if parent else type_name[1:]
+    elif type_name[0] == "^":
+        if not type_name.startswith("^.") or type_name.startswith("^.."):
+            raise ValueError(f"top-level type name {type_name!r} must start with '^.'")
+        parent = stack[0] if stack else None
+        name = _rebuild_name(parent.name, type_name[2:]) if parent else type_name[2:]
+    else:
+        name = type_name
+        if stack:
+            closest = _closest_in(stack, name)
+            if closest is not None:
+                if closest.name == name:
+                    log.warning("context %r opened inside an open context of the same name", name)
+                if name == closest.name or name.startswith(closest.name + "."):
+                    parent = closest
+    if not name or name.endswith(".") or ".." in name:
+        raise ValueError(f"bad type name {type_name!r}")
+    if parent is None and name == type_name:
+        # A valid top-level name: the next context of this name, with no
+        # context open, skips these checks.
+        if len(_top_names) >= _TOP_NAMES_SIZE:
+            _top_names.clear()
+        _top_names[name] = True
+    return name, parent
+
+
 class Context:
     """One event, open between `start` and `stop` (or as a ``with`` block).
 
@@ -126,31 +166,12 @@ class Context:
     )
 
     def __init__(self, type_name, id=None, sample=None):
-        if not isinstance(type_name, str) or not type_name:
-            raise ValueError(f"type name must be a non-empty string, not {type_name!r}")
         stack = _stack.get()
-        parent = None
-        if type_name[0] == ".":
-            if type_name.startswith(".."):
-                raise ValueError(f"type name {type_name!r} can't start with '..'")
-            parent = stack[-1] if stack else None
-            name = _rebuild_name(parent.name, type_name[1:]) if parent else type_name[1:]
-        elif type_name[0] == "^":
-            if not type_name.startswith("^.") or type_name.startswith("^.."):
-                raise ValueError(f"top-level type name {type_name!r} must start with '^.'")
-            parent = stack[0] if stack else None
-            name = _rebuild_name(parent.name, type_name[2:]) if parent else type_name[2:]
-        else:
+        if not stack and type_name.__class__ is str and type_name in _top_names:
             name = type_name
-            if stack:
-                closest = _closest_in(stack, name)
-                if closest is not None:
-                    if closest.name == name:
-                        log.warning("context %r opened inside an open context of the same name", name)
-                    if name == closest.name or name.startswith(closest.name + "."):
-                        parent = closest
-        if not name or name.endswith(".") or ".." in name:
-            raise ValueError(f"bad type name {type_name!r}")
+            parent = None
+        else:
+            name, parent = _resolve_name(type_name, stack)
 
         self.name = name
         self.data = {}
@@ -275,7 +296,22 @@ class Context:
 
         Disabling is what makes a context sent at most once.
         """
-        self.stop()
+        self.__exit__(None, None, None)
+
+    def __enter__(self):
+        self._writable = True
+        _stack.set(_stack.get() + (self,))
+        return self
+
+    def __exit__(self, exc_type, exc_value, tb):
+        # `done`, written out with `stop`'s common case, since this runs
+        # for every event.
+        self._writable = False
+        stack = _stack.get()
+        if stack and stack[-1] is self:
+            _stack.set(stack[:-1])
+        else:
+            self.stop()
         if self.enabled:
             recorder = _recorder_function
             if recorder is not None:
@@ -284,14 +320,6 @@ class Context:
                 except Exception:
                     log.exception("blueox failed to record %r", self.name)
         self.enabled = False
-
-    def __enter__(self):
-        self._writable = True
-        _stack.set(_stack.get() + (self,))
-        return self
-
-    def __exit__(self, exc_type, exc_value, tb):
-        self.done()
         return False
 
     def __repr__(self):

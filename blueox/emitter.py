@@ -1,29 +1,35 @@
 """The emitter: hands finished events to oxd without ever blocking the caller.
 
-A closing `Context` is encoded into its two v3 frames on the caller's thread
-and appended to a bounded queue (events and bytes); that is all the
-application pays. One sender owns the ZeroMQ PUSH socket, since ZeroMQ
-sockets are not thread-safe, and drains the queue in batches:
+A closing `Context` is encoded on the caller's thread into one ZeroMQ
+message of two v3 frames, already framed for the wire (`blueox.zmtp`), and
+appended to a bounded queue (events and bytes); that is all the application
+pays. One sender drains the queue in batches:
 
-* `ThreadSender`, a daemon thread, in ordinary processes;
-* `ReactorSender`, a txzmq connection fed through the reactor, in Twisted
-  processes.
+* `ThreadSender`, a daemon thread, in ordinary processes. It speaks ZMTP, the
+  ZeroMQ protocol, to oxd's PULL socket over a plain TCP connection, and
+  writes each batch with one ``send`` outside the GIL.
+* `ReactorSender`, a txzmq PUSH connection fed through the reactor, in
+  Twisted processes.
 
-When oxd is away, ZeroMQ keeps up to ``zmq_hwm`` messages in its own pipe and
-the queue fills to its bound; past that, events are dropped and counted, with
-a warning at most every ``warn_interval`` seconds. ZeroMQ reconnects by
-itself. After ``fork()`` the child starts with an empty queue and a sender,
-socket and ZeroMQ context of its own.
+When oxd is away the queue fills to its bound; past that, events are dropped
+and counted, with a warning at most every ``warn_interval`` seconds. The
+thread sender reconnects by itself and keeps what it could not send for the
+next connection. After ``fork()`` the child starts with an empty queue and a
+sender and connection of its own.
 """
 
 import collections
+import errno
 import logging
 import os
+import select
+import socket
 import threading
 import time
 import weakref
 
-from . import wire
+from . import context as _context_module
+from . import wire, zmtp
 
 __all__ = [
     "Emitter",
@@ -41,14 +47,20 @@ DEFAULT_ZMQ_HWM = 1000
 DEFAULT_WARN_INTERVAL = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 RETRY_INTERVAL = 0.05
-# How long the thread sender may hold the GIL in one go.
-SEND_BUDGET = 0.0005
-EMPTY, FULL, BUDGET = "empty", "full", "budget"
+EMPTY, FULL = "empty", "full"
+
+# The thread sender's pacing.
 IDLE_CHECK_INTERVAL = 5.0
 BATCH_INTERVAL = 0.005
-FULL_CHECK_INTERVAL = 1.0
+GATHER_EVENTS = 64
+CONNECT_TIMEOUT = 5.0
+RECONNECT_MIN = 0.1
+RECONNECT_MAX = 2.0
+CHUNK_BYTES = 1024 * 1024
 
 _emitters = weakref.WeakSet()
+_encode_fields = wire.encode_fields_message
+_time = time.time
 
 
 def _after_fork_in_child():
@@ -59,6 +71,14 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def split_address(address):
+    """``"host:port"`` (or ``"[v6]:port"``) as ``(host, port)``."""
+    host, _, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
 class Emitter:
     """A bounded, thread-safe queue of encoded events and the sender that drains it.
 
@@ -66,6 +86,10 @@ class Emitter:
     given, selects the `ReactorSender`; otherwise a `ThreadSender` is started
     on the first event. ``sender_factory(emitter)`` replaces both (tests use
     it to drive the queue by hand).
+
+    Each queued item is one event as it goes on the wire: a ZMTP message of
+    its header and body frames. Items the thread sender has taken but not
+    yet written still count as queued.
     """
 
     def __init__(
@@ -79,6 +103,7 @@ class Emitter:
         clock=time.monotonic,
         sender_factory=None,
     ):
+        self.address = address
         self.endpoint = f"tcp://{address}"
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -93,6 +118,7 @@ class Emitter:
     def _init_state(self):
         self._queue = collections.deque()
         self._lock = threading.Lock()
+        self._queued = 0
         self._queued_bytes = 0
         self.sent = 0
         self.dropped = 0
@@ -101,9 +127,10 @@ class Emitter:
         self._last_warning = None
         self._sender = None
         self._closed = False
+        self.connection_error = None
 
     def _reset_after_fork(self):
-        # The parent's queue, lock, thread and ZeroMQ context belong to the
+        # The parent's queue, lock, thread and connection belong to the
         # parent: start afresh, and never touch the parent's sockets.
         self._init_state()
 
@@ -111,12 +138,25 @@ class Emitter:
 
     def record(self, context):
         """The recorder for `blueox.context`: encode a finished context and queue it."""
-        self.emit(context.to_dict())
+        try:
+            data = _encode_fields(
+                context.id,
+                context.name,
+                _context_module._host,
+                _context_module._pid,
+                context.start_time,
+                _time(),
+                context.data,
+            )
+        except Exception:
+            # Rejected or unencodable: `emit` says why and does what it can.
+            return self.emit(context.to_dict())
+        return self.put(data)
 
     def emit(self, event):
         """Encode an event dict and queue it; never raises into the caller."""
         try:
-            frames = wire.encode_event(event)
+            data = wire.encode_message(event)
         except wire.WireError as e:
             self.rejected += 1
             log.error("blueox event %r not sent: %s", event.get("type"), e)
@@ -128,11 +168,11 @@ class Emitter:
                 e,
             )
             try:
-                frames = wire.encode_event(dict(event, body=None))
+                data = wire.encode_message(dict(event, body=None))
             except Exception:
                 self.rejected += 1
                 return False
-        return self.put(frames)
+        return self.put(data)
 
     def start(self):
         """Make the sender now rather than on the first event."""
@@ -140,37 +180,39 @@ class Emitter:
             if self._sender is None and not self._closed:
                 self._sender = self._make_sender()
 
-    def put(self, frames):
-        """Queue the two frames of one event; drop and count it when full."""
-        size = len(frames[0]) + len(frames[1])
+    def put(self, data):
+        """Queue one encoded event (a ZMTP message); drop and count it when full."""
+        size = len(data)
         with self._lock:
             if self._closed:
                 self.dropped += 1
                 return False
-            if (
-                len(self._queue) >= self.max_events
-                or self._queued_bytes + size > self.max_bytes
-            ):
+            if self._queued >= self.max_events or self._queued_bytes + size > self.max_bytes:
                 self.dropped += 1
                 self._dropped_since_warning += 1
                 self._maybe_warn()
                 return False
-            self._queue.append(frames)
+            self._queue.append(data)
+            self._queued += 1
             self._queued_bytes += size
             sender = self._sender
             if sender is None:
                 sender = self._sender = self._make_sender()
-        sender.wake()
+        if sender.idle:
+            sender.wake()
+        elif self._queued * 2 > self.max_events:
+            time.sleep(0)
         return True
 
     def _maybe_warn(self):
         now = self._clock()
         if self._last_warning is None or now - self._last_warning >= self.warn_interval:
             log.warning(
-                "blueox queue full (%d events, %d bytes queued for %s): dropped %d events",
-                len(self._queue),
+                "blueox queue full (%d events, %d bytes queued for %s%s): dropped %d events",
+                self._queued,
                 self._queued_bytes,
                 self.endpoint,
+                "" if self.connection_error is None else f"; {self.connection_error}",
                 self._dropped_since_warning,
             )
             self._last_warning = now
@@ -185,45 +227,62 @@ class Emitter:
 
     # -- the sender side --------------------------------------------------
 
-    def send_queued(self, send, budget=None):
-        """Send queued events, in order, through ``send(frames)``.
+    def take(self):
+        """Take every waiting item, in order, for a sender to write.
 
-        Stops when the queue is empty (returns `EMPTY`), when ``send`` raises
-        `zmq.Again` (`FULL`: ZeroMQ's pipe is full), or after ``budget``
-        seconds (`BUDGET`), so a sender never holds the GIL for long.
+        They still count as queued until `mark_sent`; what is not sent goes
+        back with `give_back`.
+        """
+        with self._lock:
+            batch, self._queue = self._queue, collections.deque()
+        return batch
+
+    def give_back(self, items):
+        """Put taken but unsent items back at the head of the queue, in order."""
+        with self._lock:
+            items = collections.deque(items)
+            items.extend(self._queue)
+            self._queue = items
+
+    def mark_sent(self, count, size):
+        """Count ``count`` taken items of ``size`` bytes in all as sent."""
+        with self._lock:
+            self._queued -= count
+            self._queued_bytes -= size
+            self.sent += count
+
+    def send_queued(self, send):
+        """Send queued events, in order, through ``send([header, body])``.
+
+        Stops when the queue is empty (returns `EMPTY`) or when ``send``
+        raises `zmq.Again` (`FULL`: ZeroMQ's pipe is full).
         """
         import zmq
 
         queue = self._queue
         sent = sent_bytes = 0
-        clock = time.perf_counter
-        deadline = None if budget is None else clock() + budget
         status = EMPTY
         try:
             while queue:
-                frames = queue[0]
+                data = queue[0]
                 try:
-                    send(frames)
+                    send(zmtp.split_message(data))
                 except zmq.Again:
                     status = FULL
                     break
                 queue.popleft()
                 sent += 1
-                sent_bytes += len(frames[0]) + len(frames[1])
-                if deadline is not None and not sent % 16 and clock() > deadline:
-                    status = BUDGET if queue else EMPTY
-                    break
+                sent_bytes += len(data)
         finally:
             if sent:
-                with self._lock:
-                    self._queued_bytes -= sent_bytes
-                    self.sent += sent
+                self.mark_sent(sent, sent_bytes)
         return status
 
     def _drop_remaining(self, why):
         with self._lock:
-            left = len(self._queue)
+            left = self._queued
             self._queue.clear()
+            self._queued = 0
             self._queued_bytes = 0
             self.dropped += left
         if left:
@@ -232,10 +291,10 @@ class Emitter:
     # -- public -----------------------------------------------------------
 
     def stats(self):
-        """Counters: ``sent`` (handed to ZeroMQ), ``queued``, ``dropped``, ``rejected``."""
+        """Counters: ``sent`` (written to the connection), ``queued``, ``dropped``, ``rejected``."""
         return {
             "sent": self.sent,
-            "queued": len(self._queue),
+            "queued": self._queued,
             "queued_bytes": self._queued_bytes,
             "dropped": self.dropped,
             "rejected": self.rejected,
@@ -257,95 +316,341 @@ class Emitter:
         _emitters.discard(self)
 
 
-class ThreadSender:
-    """Drains an `Emitter` from one daemon thread that owns the PUSH socket.
+class _Disconnected(Exception):
+    """The connection to oxd failed or was lost; the message says why."""
 
-    The socket is made and connected by the constructor, in the calling
-    thread, and handed to the new thread: set-up done in the sender thread
-    would take the GIL from a busy application once per blocking call.
+
+class _ProtocolFailure(_Disconnected):
+    """The peer is not a ZeroMQ PULL socket we can talk to."""
+
+
+class _PartlyWritten(_Disconnected):
+    """A write was cut short after ``written`` bytes by ``error``."""
+
+    def __init__(self, written, error):
+        super().__init__(str(error))
+        self.written = written
+        self.error = error
+
+
+class ThreadSender:
+    """Drains an `Emitter` from one daemon thread that speaks ZMTP to oxd.
+
+    The thread sleeps in ``poll`` (without the GIL) until it is woken for new
+    events, the connection has room, or oxd says something. Each wakeup takes
+    everything queued and writes it with as few ``send`` calls as its size
+    allows, so a busy application hands the GIL over about once per batch,
+    not once per event. Failed connections are retried with a growing pause
+    (0.1 s up to 2 s); what a lost connection did not take is sent on the
+    next one, and whole events already written count as sent.
     """
 
     def __init__(self, emitter):
-        import zmq
-
-        from ._zmqsend import frame_sender
-
         self.emitter = emitter
-        self._wakeup = threading.Event()
-        self._closing = threading.Event()
+        self.host, self.port = split_address(emitter.address)
+        # True while the thread sleeps with nothing to send: only then does
+        # a new event need to `wake` it.
+        self.idle = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._closing = False
         self._deadline = None
-        self._idle = False
-        self._context = zmq.Context()
-        self._socket = self._context.socket(zmq.PUSH)
-        self._socket.setsockopt(zmq.SNDHWM, emitter.zmq_hwm)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.connect(emitter.endpoint)
-        self._send = frame_sender(self._socket)
+        self._sock = None
+        self._reader = None
+        self._replies = []
+        self._last_failure = None
         self._parked = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="blueox-sender", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="blueox-sender", daemon=True)
         self._thread.start()
-        # Return once the thread waits for work, so that its start-up does
-        # not compete for the GIL with the application's first events.
+        # Return once the thread waits for something, so that its start-up
+        # does not compete for the GIL with the application's first events.
         self._parked.wait(1.0)
 
     def wake(self):
-        if self._idle:
-            self._wakeup.set()
-
-    def _run(self):
-        import zmq
-
-        emitter = self.emitter
-        sock = self._socket
-        send_frames = self._send
+        """Wake the thread (from any thread): there is work, or it is time to close."""
         try:
-            while True:
-                self._idle = True
-                if not emitter._queue:
-                    if self._closing.is_set():
-                        break
-                    self._parked.set()
-                    self._wakeup.wait(IDLE_CHECK_INTERVAL)
-                    self._wakeup.clear()
-                self._idle = False
-                # Hold the GIL briefly, unless the queue is filling up:
-                # then a pause of the application beats dropping events.
-                budget = SEND_BUDGET
-                if len(emitter._queue) * 2 > emitter.max_events:
-                    budget = None
-                status = emitter.send_queued(send_frames, budget)
-                if status == BUDGET:
-                    time.sleep(0)  # let the application have the GIL
-                elif status == EMPTY:
-                    # Let events gather for a moment: each wakeup takes the
-                    # GIL from the application, so fewer, larger batches.
-                    self._closing.wait(BATCH_INTERVAL)
-                else:
-                    # ZeroMQ's pipe is full: oxd is away or slow. Wait inside
-                    # ZeroMQ, which releases the GIL, until there is room:
-                    # polling from Python would take the GIL from the
-                    # application at every retry.
-                    wait = FULL_CHECK_INTERVAL
-                    if self._closing.is_set():
-                        wait = min(wait, self._deadline - time.monotonic())
-                        if wait <= 0:
-                            break
-                    sock.poll(int(wait * 1000) + 1, zmq.POLLOUT)
-            linger = 0
-            if self._deadline is not None:
-                linger = max(0, int((self._deadline - time.monotonic()) * 1000))
-            sock.close(linger=linger)
-            self._context.term()
-        except Exception:
-            log.exception("blueox sender stopped")
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # a wakeup is already pending, or the sender is gone
 
     def close(self, timeout):
         self._deadline = time.monotonic() + timeout
-        self._closing.set()
-        self._wakeup.set()
+        self._closing = True
+        self.wake()
         self._thread.join(timeout + 1.0)
+        if not self._thread.is_alive():
+            self._wake_r.close()
+            self._wake_w.close()
+
+    # -- the thread ---------------------------------------------------------
+
+    def _run(self):
+        try:
+            self._loop()
+        except Exception:
+            log.exception("blueox sender stopped")
+        finally:
+            self._disconnect()
+            self._parked.set()
+
+    def _loop(self):
+        emitter = self.emitter
+        backoff = RECONNECT_MIN
+        while True:
+            if self._sock is None:
+                if self._closing and (not emitter._queued or time.monotonic() >= self._deadline):
+                    return
+                try:
+                    self._connect()
+                except _Disconnected as e:
+                    self._failed(e)
+                    self._poll(None, 0, self._time_left(backoff))
+                    backoff = min(backoff * 2, RECONNECT_MAX)
+                    continue
+                backoff = RECONNECT_MIN
+            try:
+                if self._replies:
+                    replies, self._replies = self._replies, []
+                    self._send_all(b"".join(replies))
+                batch = emitter.take()
+                if batch:
+                    self._write(batch)
+                    # Let events gather for a moment, unless many came
+                    # while writing: each wakeup takes the GIL from the
+                    # application, so fewer, larger batches.
+                    if not self._closing and len(emitter._queue) < GATHER_EVENTS:
+                        self._wait_for_input(BATCH_INTERVAL)
+                    continue
+                if self._closing:
+                    return
+                self.idle = True
+                if not emitter._queue:
+                    self._wait_for_input(IDLE_CHECK_INTERVAL)
+                self.idle = False
+            except _Disconnected as e:
+                self.idle = False
+                self._failed(e)
+                self._disconnect()
+
+    def _time_left(self, wanted):
+        """``wanted`` seconds, cut short by the shutdown deadline once closing."""
+        if self._closing:
+            return min(wanted, self._deadline - time.monotonic())
+        return wanted
+
+    def _failed(self, error):
+        message = str(error)
+        self.emitter.connection_error = message
+        if message != self._last_failure:
+            self._last_failure = message
+            level = logging.WARNING if isinstance(error, _ProtocolFailure) else logging.DEBUG
+            log.log(level, "blueox cannot send to %s: %s", self.emitter.endpoint, message)
+
+    # -- waiting --------------------------------------------------------------
+
+    def _poll(self, sock, events, timeout):
+        """Sleep until ``events`` on ``sock``, a wakeup, or ``timeout`` seconds.
+
+        Returns the events that occurred on ``sock`` (0 for none).
+        """
+        self._parked.set()
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        if sock is not None:
+            poller.register(sock, events)
+        revents = 0
+        for fd, happened in poller.poll(max(0, int(timeout * 1000) + 1)):
+            if fd == self._wake_r.fileno():
+                try:
+                    while self._wake_r.recv(4096):
+                        pass
+                except OSError:
+                    pass
+            else:
+                revents = happened
+        return revents
+
+    def _wait_for_input(self, timeout):
+        """Sleep up to ``timeout`` seconds, reading what oxd sends meanwhile."""
+        if self._poll(self._sock, select.POLLIN, self._time_left(timeout)):
+            self._read()
+
+    # -- the connection ---------------------------------------------------------
+
+    def _connect(self):
+        """Connect and do the ZMTP handshake, or raise `_Disconnected`."""
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        self._parked.set()  # the lookup below waits outside the GIL
+        try:
+            addresses = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except OSError as e:
+            raise _Disconnected(f"cannot resolve {self.host!r}: {e}") from None
+        error = None
+        for family, kind, proto, _, address in addresses:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                code = sock.connect_ex(address)
+                if code == errno.EINPROGRESS:
+                    while not self._poll(sock, select.POLLOUT, self._time_left(deadline - time.monotonic())):
+                        if self._time_left(deadline - time.monotonic()) <= 0:
+                            raise OSError(errno.ETIMEDOUT, "connection timed out")
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code))
+            except OSError as e:
+                sock.close()
+                error = e
+                continue
+            break
+        else:
+            raise _Disconnected(f"cannot connect: {error.strerror or error}")
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        try:
+            self._handshake(deadline)
+        except _Disconnected:
+            self._disconnect()
+            raise
+        self.emitter.connection_error = None
+        self._last_failure = None
+
+    def _handshake(self, deadline):
+        """Greet oxd as a ZMTP 3.0 PUSH peer and check it is a PULL socket."""
+        self._send_all(zmtp.greeting() + zmtp.ready(b"PUSH"))
+        received = b""
+        while len(received) < zmtp.GREETING_SIZE:
+            received += self._receive(deadline)
+        try:
+            zmtp.parse_greeting(received[: zmtp.GREETING_SIZE])
+            self._reader = zmtp.FrameReader()
+            frames = self._reader.feed(received[zmtp.GREETING_SIZE :])
+            while not frames:
+                frames = self._reader.feed(self._receive(deadline))
+            flags, body = frames[0]
+            name, properties = zmtp.split_command(body) if flags & zmtp.COMMAND else (b"", b"")
+            if name == b"ERROR":
+                raise zmtp.ProtocolError(f"refused: {properties[1:].decode('utf-8', 'replace')}")
+            if name != b"READY":
+                raise zmtp.ProtocolError("no READY command in the handshake")
+            peer_type = zmtp.parse_ready(properties).get("socket-type", b"")
+            if peer_type != b"PULL":
+                raise zmtp.ProtocolError(
+                    f"the peer is a {peer_type.decode('ascii', 'replace') or 'untyped'} socket, not PULL"
+                )
+            self._handle(frames[1:])
+        except zmtp.ProtocolError as e:
+            raise _ProtocolFailure(f"not a ZeroMQ PULL socket: {e}") from None
+
+    def _receive(self, deadline):
+        """Some bytes from the connection, waiting until ``deadline`` at most."""
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                left = self._time_left(deadline - time.monotonic())
+                if left <= 0:
+                    raise _Disconnected("no answer to the ZeroMQ handshake") from None
+                self._poll(self._sock, select.POLLIN, left)
+                continue
+            except OSError as e:
+                raise _Disconnected(f"connection lost: {e.strerror or e}") from None
+            if not data:
+                raise _Disconnected("connection closed by the collector")
+            return data
+
+    def _read(self):
+        """Read and handle what oxd sent; raise `_Disconnected` when it closed."""
+        try:
+            data = self._sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            raise _Disconnected(f"connection lost: {e.strerror or e}") from None
+        if not data:
+            raise _Disconnected("connection closed by the collector")
+        try:
+            self._handle(self._reader.feed(data))
+        except zmtp.ProtocolError as e:
+            raise _ProtocolFailure(str(e)) from None
+
+    def _handle(self, frames):
+        for flags, body in frames:
+            if not flags & zmtp.COMMAND:
+                continue  # a PULL socket sends no messages; ignore any
+            name, data = zmtp.split_command(body)
+            if name == b"PING":
+                self._replies.append(zmtp.command(b"PONG", data[2:]))
+            elif name == b"ERROR":
+                raise zmtp.ProtocolError(f"error from peer: {data[1:].decode('utf-8', 'replace')}")
+
+    def _disconnect(self):
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        # Unread input would make close() reset the connection and discard
+        # what is still on its way to oxd; read it first.
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        sock.close()
+
+    # -- writing -------------------------------------------------------------
+
+    def _write(self, batch):
+        """Write taken items in order; on failure give the unsent back and raise."""
+        emitter = self.emitter
+        total = sum(map(len, batch))
+        while batch:
+            if total <= CHUNK_BYTES:
+                chunk, size, batch = batch, total, ()
+            else:
+                chunk, size = [], 0
+                while batch and size < CHUNK_BYTES:
+                    chunk.append(batch.popleft())
+                    size += len(chunk[-1])
+            total -= size
+            try:
+                self._send_all(b"".join(chunk))
+            except _PartlyWritten as e:
+                done = done_bytes = 0
+                for item in chunk:
+                    if done_bytes + len(item) > e.written:
+                        break
+                    done += 1
+                    done_bytes += len(item)
+                emitter.mark_sent(done, done_bytes)
+                emitter.give_back(list(chunk)[done:] + list(batch))
+                raise e.error from None
+            emitter.mark_sent(len(chunk), size)
+
+    def _send_all(self, data):
+        """Write ``data`` whole, or raise `_PartlyWritten` saying how much went."""
+        view = memoryview(data)
+        written = 0
+        sock = self._sock
+        try:
+            while True:
+                try:
+                    written += sock.send(view[written:])
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError as e:
+                    raise _Disconnected(f"connection lost: {e.strerror or e}") from None
+                if written >= len(data):
+                    return
+                # The connection is full: oxd is slow or away.
+                left = self._time_left(IDLE_CHECK_INTERVAL)
+                if left <= 0:
+                    raise _Disconnected("shut down before everything was written")
+                if self._poll(sock, select.POLLOUT | select.POLLIN, left) & ~select.POLLOUT:
+                    self._read()
+        except _Disconnected as e:
+            raise _PartlyWritten(written, e) from None
 
 
 class ReactorSender:
@@ -354,6 +659,9 @@ class ReactorSender:
     Events queued from any thread schedule one drain on the reactor; a drain
     sends everything ZeroMQ accepts and retries shortly when it refuses.
     """
+
+    # Wanting every wakeup: `wake` itself skips the redundant ones.
+    idle = True
 
     def __init__(self, emitter, reactor):
         self.emitter = emitter

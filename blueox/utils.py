@@ -14,18 +14,50 @@ def _part(part):
     return int(part) if digits.isdigit() and digits.isascii() else part
 
 
+# Applications use a handful of dotted keys, over and over: split each once.
+# The caches are bounded, since a key may be built from data.
+_CACHE_SIZE = 1024
+_parts_cache = {}
+_set_paths = {}
+
+
 def _parts(key):
-    """The parts of a dotted key; integer-looking parts become ints."""
+    """The parts of a dotted key, as a tuple; integer-looking parts become ints."""
     if "." not in key:
-        return [key]
-    return [_part(part) for part in key.split(".")]
+        return (key,)
+    try:
+        return _parts_cache[key]
+    except KeyError:
+        pass
+    parts = tuple([_part(part) for part in key.split(".")])
+    if len(_parts_cache) >= _CACHE_SIZE:
+        _parts_cache.clear()
+    _parts_cache[key] = parts
+    return parts
+
+
+def _set_path(key):
+    """``(parents, last)`` for `set_deep`, or None if a parent is an integer."""
+    try:
+        return _set_paths[key]
+    except KeyError:
+        pass
+    parts = _parts(key)
+    for elem in parts[:-1]:
+        if isinstance(elem, int):
+            return None
+    path = (parts[:-1], parts[-1])
+    if len(_set_paths) >= _CACHE_SIZE:
+        _set_paths.clear()
+    _set_paths[key] = path
+    return path
 
 
 class ParsedKey:
     """A dotted key split into its parts; integer-looking parts become ints."""
 
     def __init__(self, value):
-        self.elems = _parts(value)
+        self.elems = list(_parts(value))
 
     def __getitem__(self, key):
         if isinstance(key, slice):
@@ -70,10 +102,14 @@ def set_deep(target, key, value):
     An integer part before the last raises `ValueError`: lists are not
     created implicitly.
     """
+    path = _set_path(key)
     node = target
-    parts = _parts(key)
-    for elem in parts[:-1]:
-        if isinstance(elem, int):
-            raise ValueError(elem)
+    if path is None:
+        for elem in _parts(key):
+            if isinstance(elem, int):
+                raise ValueError(elem)
+            node = node.setdefault(elem, {})
+    parents, last = path
+    for elem in parents:
         node = node.setdefault(elem, {})
-    node[parts[-1]] = value
+    node[last] = value

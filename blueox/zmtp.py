@@ -1,0 +1,192 @@
+"""The ZeroMQ wire protocol (ZMTP 3.0), as much as a PUSH peer needs.
+
+The emitter's background thread speaks ZMTP itself over a plain TCP socket
+rather than through libzmq. A libzmq socket must be fed one frame per call,
+and pyzmq gives the GIL away around each call; a busy application then
+pays a thread switch per frame. Framing the event on the application's
+thread costs a few bytes of prefix, and the sender then writes a whole
+batch of messages with one ``send``, outside the GIL. On the wire nothing
+changes: oxd's PULL socket, or any ZeroMQ PULL socket, receives the same
+two-frame messages (https://rfc.zeromq.org/spec/23/).
+
+Only what a PUSH peer with the NULL mechanism needs is here: the greeting,
+the READY handshake, message frames, and PING answered with PONG.
+"""
+
+import struct
+
+__all__ = [
+    "GREETING_SIZE",
+    "ProtocolError",
+    "greeting",
+    "parse_greeting",
+    "command",
+    "ready",
+    "parse_ready",
+    "frame_prefix",
+    "message",
+    "split_message",
+    "split_command",
+    "FrameReader",
+]
+
+MORE = 0x01
+LONG = 0x02
+COMMAND = 0x04
+
+GREETING_SIZE = 64
+_SIGNATURE_START = b"\xff"
+_SIGNATURE_END = 0x7F
+_MECHANISM = b"NULL".ljust(20, b"\x00")
+
+# A frame's size is one octet up to 255, else eight (network order).
+_short = struct.Struct("!BB").pack
+_long = struct.Struct("!BQ").pack
+_long_size = struct.Struct("!Q").unpack_from
+_value_size = struct.Struct("!L")
+
+# Frames a peer may send us bigger than this are a protocol error: a PULL
+# socket sends nothing but small commands.
+MAX_INCOMING_FRAME = 64 * 1024
+
+
+class ProtocolError(Exception):
+    """The peer did not speak ZMTP 3 as a PULL socket should."""
+
+
+def greeting():
+    """Our 64-byte greeting: ZMTP 3.0, NULL mechanism, as a client."""
+    return (
+        _SIGNATURE_START
+        + b"\x00" * 8
+        + bytes((_SIGNATURE_END, 3, 0))
+        + _MECHANISM
+        + b"\x00"  # as-server: no
+        + b"\x00" * 31
+    )
+
+
+def parse_greeting(data):
+    """Check a peer's 64-byte greeting; return its ``(major, minor)`` version."""
+    if len(data) != GREETING_SIZE:
+        raise ProtocolError(f"greeting is {len(data)} bytes, expected {GREETING_SIZE}")
+    if data[0] != 0xFF or data[9] & 0x01 != 0x01:
+        raise ProtocolError("not a ZeroMQ peer (bad greeting signature)")
+    major, minor = data[10], data[11]
+    if major < 3:
+        raise ProtocolError(f"peer speaks ZMTP {major}.{minor}; 3.0 or later is needed")
+    mechanism = data[12:32].rstrip(b"\x00")
+    if mechanism != b"NULL":
+        raise ProtocolError(
+            f"peer wants the {mechanism.decode('ascii', 'replace')} security mechanism; "
+            "only NULL is supported"
+        )
+    return major, minor
+
+
+def frame_prefix(size, more=False):
+    """The flags and size octets that precede a frame of ``size`` bytes."""
+    flags = MORE if more else 0
+    if size < 256:
+        return _short(flags, size)
+    return _long(flags | LONG, size)
+
+
+def message(frames):
+    """One message of several frames, encoded for the wire."""
+    parts = []
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        parts.append(frame_prefix(len(frame), index < last))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def command(name, data=b""):
+    """A command frame: its name, then ``data``."""
+    body = bytes((len(name),)) + name + data
+    if len(body) < 256:
+        return _short(COMMAND, len(body)) + body
+    return _long(COMMAND | LONG, len(body)) + body
+
+
+def ready(socket_type):
+    """The NULL mechanism's READY command announcing ``socket_type`` (bytes)."""
+    name = b"Socket-Type"
+    return command(b"READY", bytes((len(name),)) + name + _value_size.pack(len(socket_type)) + socket_type)
+
+
+def parse_ready(body):
+    """The properties of a READY command's body (after its name), as a dict."""
+    properties = {}
+    offset = 0
+    while offset < len(body):
+        name_size = body[offset]
+        name = body[offset + 1 : offset + 1 + name_size]
+        offset += 1 + name_size
+        if offset + 4 > len(body):
+            raise ProtocolError("truncated READY property")
+        (value_size,) = _value_size.unpack_from(body, offset)
+        offset += 4
+        if offset + value_size > len(body):
+            raise ProtocolError("truncated READY property")
+        properties[name.decode("ascii", "replace").lower()] = body[offset : offset + value_size]
+        offset += value_size
+    return properties
+
+
+def split_message(data):
+    """The frames of one encoded message (the inverse of `message`)."""
+    reader = FrameReader(max_frame=None)
+    frames = [body for flags, body in reader.feed(data)]
+    if reader.pending():
+        raise ProtocolError("truncated message")
+    return frames
+
+
+class FrameReader:
+    """Splits the bytes a peer sends into frames, however they were cut up."""
+
+    def __init__(self, max_frame=MAX_INCOMING_FRAME):
+        self._buffer = b""
+        self._max_frame = max_frame
+
+    def pending(self):
+        """How many bytes of an incomplete frame are held."""
+        return len(self._buffer)
+
+    def feed(self, data):
+        """Add received bytes; return the complete frames as ``(flags, body)``."""
+        buffer = self._buffer + data
+        frames = []
+        offset = 0
+        while True:
+            if len(buffer) - offset < 2:
+                break
+            flags = buffer[offset]
+            if flags & ~(MORE | LONG | COMMAND):
+                raise ProtocolError(f"bad frame flags 0x{flags:02x}")
+            if flags & LONG:
+                if len(buffer) - offset < 9:
+                    break
+                (size,) = _long_size(buffer, offset + 1)
+                start = offset + 9
+            else:
+                size = buffer[offset + 1]
+                start = offset + 2
+            if self._max_frame is not None and size > self._max_frame:
+                raise ProtocolError(f"peer sent a frame of {size} bytes")
+            if len(buffer) - start < size:
+                break
+            frames.append((flags, buffer[start : start + size]))
+            offset = start + size
+        self._buffer = buffer[offset:]
+        return frames
+
+
+def split_command(body):
+    """A command frame's body as ``(name, data)``."""
+    if not body or len(body) < 1 + body[0]:
+        raise ProtocolError("truncated command")
+    size = body[0]
+    return body[1 : 1 + size], body[1 + size :]
