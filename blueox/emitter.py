@@ -345,7 +345,7 @@ class ThreadSender:
     next one, and whole events already written count as sent.
     """
 
-    def __init__(self, emitter):
+    def __init__(self, emitter, start=True):
         self.emitter = emitter
         self.host, self.port = split_address(emitter.address)
         # True while the thread sleeps with nothing to send: only then does
@@ -362,10 +362,11 @@ class ThreadSender:
         self._last_failure = None
         self._parked = threading.Event()
         self._thread = threading.Thread(target=self._run, name="blueox-sender", daemon=True)
-        self._thread.start()
-        # Return once the thread waits for something, so that its start-up
-        # does not compete for the GIL with the application's first events.
-        self._parked.wait(1.0)
+        if start:
+            self._thread.start()
+            # Return once the thread waits for something, so that its
+            # start-up does not compete for the GIL with the first events.
+            self._parked.wait(1.0)
 
     def wake(self):
         """Wake the thread (from any thread): there is work, or it is time to close."""
@@ -378,7 +379,8 @@ class ThreadSender:
         self._deadline = time.monotonic() + timeout
         self._closing = True
         self.wake()
-        self._thread.join(timeout + 1.0)
+        if self._thread.ident is not None:
+            self._thread.join(timeout + 1.0)
         if not self._thread.is_alive():
             self._wake_r.close()
             self._wake_w.close()
