@@ -53,6 +53,7 @@ EMPTY, FULL = "empty", "full"
 IDLE_CHECK_INTERVAL = 5.0
 BATCH_INTERVAL = 0.005
 GATHER_EVENTS = 64
+YIELD_STEP = 256
 CONNECT_TIMEOUT = 5.0
 RECONNECT_MIN = 0.1
 RECONNECT_MAX = 2.0
@@ -127,6 +128,8 @@ class Emitter:
         self._last_warning = None
         self._sender = None
         self._closed = False
+        self._room = self.max_events  # 0 once closed
+        self._yield_at = self._half = self.max_events // 2
         self.connection_error = None
 
     def _reset_after_fork(self):
@@ -183,26 +186,41 @@ class Emitter:
     def put(self, data):
         """Queue one encoded event (a ZMTP message); drop and count it when full."""
         size = len(data)
-        with self._lock:
-            if self._closed:
-                self.dropped += 1
-                return False
-            if self._queued >= self.max_events or self._queued_bytes + size > self.max_bytes:
-                self.dropped += 1
-                self._dropped_since_warning += 1
-                self._maybe_warn()
+        # acquire/try/release rather than ``with``: this runs for every
+        # event, and the ``with`` protocol costs a third of it.
+        lock = self._lock
+        lock.acquire()
+        try:
+            queued = self._queued
+            if queued >= self._room or self._queued_bytes + size > self.max_bytes:
+                self._refuse()
                 return False
             self._queue.append(data)
-            self._queued += 1
+            self._queued = queued + 1
             self._queued_bytes += size
             sender = self._sender
             if sender is None:
                 sender = self._sender = self._make_sender()
+        finally:
+            lock.release()
         if sender.idle:
             sender.wake()
-        elif self._queued * 2 > self.max_events:
+        elif queued >= self._yield_at:
+            # The queue is filling while the sender gathers or waits for
+            # the GIL: wake it and let it have the GIL now, rather than at
+            # the end of this thread's time slice. Then again only after
+            # YIELD_STEP more events, in case the sender is stuck on the
+            # network, where this does not help.
+            self._yield_at = queued + YIELD_STEP
+            sender.wake()
             time.sleep(0)
         return True
+
+    def _refuse(self):
+        self.dropped += 1
+        if not self._closed:
+            self._dropped_since_warning += 1
+            self._maybe_warn()
 
     def _maybe_warn(self):
         now = self._clock()
@@ -235,6 +253,7 @@ class Emitter:
         """
         with self._lock:
             batch, self._queue = self._queue, collections.deque()
+            self._yield_at = self._half
         return batch
 
     def give_back(self, items):
@@ -309,6 +328,7 @@ class Emitter:
             if self._closed:
                 return
             self._closed = True
+            self._room = 0
             sender = self._sender
         if sender is not None:
             sender.close(timeout)

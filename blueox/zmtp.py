@@ -137,10 +137,29 @@ def parse_ready(body):
 
 def split_message(data):
     """The frames of one encoded message (the inverse of `message`)."""
-    reader = FrameReader(max_frame=None)
-    frames = [body for flags, body in reader.feed(data)]
-    if reader.pending():
-        raise ProtocolError("truncated message")
+    frames = []
+    offset = 0
+    end = len(data)
+    more = True
+    while more:
+        if end - offset < 2:
+            raise ProtocolError("truncated message")
+        flags = data[offset]
+        more = flags & MORE
+        if flags & LONG:
+            if end - offset < 9:
+                raise ProtocolError("truncated message")
+            (size,) = _long_size(data, offset + 1)
+            offset += 9
+        else:
+            size = data[offset + 1]
+            offset += 2
+        if end - offset < size:
+            raise ProtocolError("truncated message")
+        frames.append(data[offset : offset + size])
+        offset += size
+    if offset != end:
+        raise ProtocolError("bytes after the last frame")
     return frames
 
 
