@@ -541,12 +541,16 @@ class ThreadSender:
 
     def _handshake(self, deadline):
         """Greet oxd as a ZMTP 3.0 PUSH peer and check it is a PULL socket."""
-        self._send_all(zmtp.greeting() + zmtp.ready(b"PUSH"))
+        # READY goes only once the peer's greeting is in: a ZeroMQ socket
+        # of the wrong type would otherwise hang up before saying its type.
+        self._send_all(zmtp.greeting())
         received = b""
-        while len(received) < zmtp.GREETING_SIZE:
-            received += self._receive(deadline)
         try:
+            while len(received) < zmtp.GREETING_SIZE:
+                received += self._receive(deadline)
+                zmtp.check_greeting_start(received)
             zmtp.parse_greeting(received[: zmtp.GREETING_SIZE])
+            self._send_all(zmtp.ready(b"PUSH"))
             self._reader = zmtp.FrameReader()
             frames = self._reader.feed(received[zmtp.GREETING_SIZE :])
             while not frames:
@@ -565,6 +569,10 @@ class ThreadSender:
             self._handle(frames[1:])
         except zmtp.ProtocolError as e:
             raise _ProtocolFailure(f"not a ZeroMQ PULL socket: {e}") from None
+        except _Disconnected as e:
+            # Something listens, but did not finish the handshake: a ZeroMQ
+            # socket whose type cannot talk to PUSH hangs up at once.
+            raise _ProtocolFailure(f"not a ZeroMQ PULL socket? {e} during the ZeroMQ handshake") from None
 
     def _receive(self, deadline):
         """Some bytes from the connection, waiting until ``deadline`` at most."""
@@ -574,7 +582,7 @@ class ThreadSender:
             except (BlockingIOError, InterruptedError):
                 left = self._time_left(deadline - time.monotonic())
                 if left <= 0:
-                    raise _Disconnected("no answer to the ZeroMQ handshake") from None
+                    raise _Disconnected("no answer") from None
                 self._poll(self._sock, select.POLLIN, left)
                 continue
             except OSError as e:

@@ -19,6 +19,7 @@ __all__ = [
     "GREETING_SIZE",
     "ProtocolError",
     "greeting",
+    "check_greeting_start",
     "parse_greeting",
     "command",
     "ready",
@@ -66,12 +67,17 @@ def greeting():
     )
 
 
+def check_greeting_start(data):
+    """Raise `ProtocolError` as soon as the first bytes of a greeting are wrong."""
+    if data and data[0] != 0xFF or len(data) >= 10 and data[9] & 0x01 != 0x01:
+        raise ProtocolError("not a ZeroMQ peer (bad greeting signature)")
+
+
 def parse_greeting(data):
     """Check a peer's 64-byte greeting; return its ``(major, minor)`` version."""
     if len(data) != GREETING_SIZE:
         raise ProtocolError(f"greeting is {len(data)} bytes, expected {GREETING_SIZE}")
-    if data[0] != 0xFF or data[9] & 0x01 != 0x01:
-        raise ProtocolError("not a ZeroMQ peer (bad greeting signature)")
+    check_greeting_start(data)
     major, minor = data[10], data[11]
     if major < 3:
         raise ProtocolError(f"peer speaks ZMTP {major}.{minor}; 3.0 or later is needed")

@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import blueox
 from blueox import emitter as emitter_mod
 from blueox import wire, zmtp
+from blueox.testing import wait_for
 
 
 NOBODY_LISTENING = r"""
@@ -318,7 +319,9 @@ class RealSocketTests(RealSocketMixin, SynchronousTestCase):
         self.assertEqual(body["pid"], os.getpid())
         types = [struct.unpack("!Bd64p64p", f[0])[3] for f in messages]
         self.assertEqual(types, [b"request.db", b"request"] * 3)
-        self.assertEqual(blueox.emitter_stats()["sent"], 6)
+        # The sender counts a batch once its write returns, which may be
+        # just after the PULL socket has it.
+        wait_for(lambda: blueox.emitter_stats()["sent"] == 6, timeout=5, message="6 sent")
 
     def test_reconnects_and_delivers_queued(self):
         """Events sent before oxd listens arrive, in order, once it binds."""
