@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENTS = 3500
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# oxd's default --max-message-size: a bigger frame makes ZeroMQ drop the
+# whole connection, and with it whatever else was on its way.
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+# A message's bytes besides its body: the framed header and the body's prefix.
+_MESSAGE_OVERHEAD = len(zmtp.frame_prefix(wire.HEADER_SIZE)) + wire.HEADER_SIZE + len(zmtp.frame_prefix(1 << 20))
+_TYPE_OFFSET = len(zmtp.frame_prefix(wire.HEADER_SIZE)) + 1 + 8 + 64
 DEFAULT_ZMQ_HWM = 1000
 DEFAULT_WARN_INTERVAL = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
@@ -98,6 +104,7 @@ class Emitter:
         address,
         max_events=DEFAULT_MAX_EVENTS,
         max_bytes=DEFAULT_MAX_BYTES,
+        max_event_bytes=DEFAULT_MAX_EVENT_BYTES,
         zmq_hwm=DEFAULT_ZMQ_HWM,
         warn_interval=DEFAULT_WARN_INTERVAL,
         reactor=None,
@@ -108,6 +115,8 @@ class Emitter:
         self.endpoint = f"tcp://{address}"
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.max_event_bytes = max_event_bytes
+        self._max_message = max_event_bytes + _MESSAGE_OVERHEAD
         self.zmq_hwm = zmq_hwm
         self.warn_interval = warn_interval
         self._reactor = reactor
@@ -186,6 +195,8 @@ class Emitter:
     def put(self, data):
         """Queue one encoded event (a ZMTP message); drop and count it when full."""
         size = len(data)
+        if size > self._max_message:
+            return self._reject_oversized(data)
         # acquire/try/release rather than ``with``: this runs for every
         # event, and the ``with`` protocol costs a third of it.
         lock = self._lock
@@ -215,6 +226,19 @@ class Emitter:
             sender.wake()
             time.sleep(0)
         return True
+
+    def _reject_oversized(self, data):
+        type_name = data[_TYPE_OFFSET + 1 : _TYPE_OFFSET + 1 + data[_TYPE_OFFSET]]
+        with self._lock:
+            self.rejected += 1
+        log.error(
+            "blueox event %r not sent: its body is %d bytes, over the limit of %d "
+            "(oxd's --max-message-size)",
+            type_name.decode("utf-8", "replace"),
+            len(data) - _MESSAGE_OVERHEAD,
+            self.max_event_bytes,
+        )
+        return False
 
     def _refuse(self):
         self.dropped += 1

@@ -178,6 +178,18 @@ class QueueTests(SynchronousTestCase):
         self.assertIn("dropped 1 events", logs.output[0])
         self.assertIn("dropped 10 events", logs.output[1])
 
+    def test_oversized_event_rejected(self):
+        """An event whose body frame is over max_event_bytes is rejected, logged with its type, and not queued."""
+        limit = len(wire.encode_body(event(0, type_name="big", body={"x": "x" * 1000})))
+        emitter, senders = self.make(max_event_bytes=limit)
+        self.assertTrue(emitter.emit(event(0, type_name="big", body={"x": "x" * 1000})))
+        with self.assertLogs("blueox.emitter", "ERROR") as logs:
+            self.assertFalse(emitter.emit(event(1, type_name="big", body={"x": "x" * 1001})))
+        self.assertIn("'big'", logs.output[0])
+        self.assertIn(str(limit), logs.output[0])
+        stats = emitter.stats()
+        self.assertEqual((stats["queued"], stats["rejected"], stats["dropped"]), (1, 1, 0))
+
     def test_unencodable_body_sent_without_body(self):
         """A body msgpack cannot encode is sent with body None, and logged."""
         emitter, senders = self.make()
@@ -322,6 +334,20 @@ class RealSocketTests(RealSocketMixin, SynchronousTestCase):
         # The sender counts a batch once its write returns, which may be
         # just after the PULL socket has it.
         wait_for(lambda: blueox.emitter_stats()["sent"] == 6, timeout=5, message="6 sent")
+
+    def test_oversized_event_not_sent(self):
+        """An event over oxd's message size limit is rejected by the client, so the events around it still arrive."""
+        pull, port = self.bind_pull()
+        pull.setsockopt(zmq.MAXMSGSIZE, emitter_mod.DEFAULT_MAX_EVENT_BYTES)
+        blueox.configure("127.0.0.1", port)
+        with self.assertLogs("blueox.emitter", "ERROR"):
+            for n, size in enumerate([10, 2 * emitter_mod.DEFAULT_MAX_EVENT_BYTES, 10]):
+                with blueox.Context("request") as c:
+                    c.set("n", n)
+                    c.set("payload", "x" * size)
+        messages = self.receive(pull, 2)
+        self.assertEqual([msgpack.unpackb(f[1])["body"]["n"] for f in messages], [0, 2])
+        self.assertEqual(blueox.emitter_stats()["rejected"], 1)
 
     def test_reconnects_and_delivers_queued(self):
         """Events sent before oxd listens arrive, in order, once it binds."""
