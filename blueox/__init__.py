@@ -77,8 +77,8 @@ def configure(host, port, recorder=None, reactor=None, **emitter_options):
 
     In a process running a Twisted reactor (or when ``reactor`` is given)
     events are sent through the reactor; elsewhere a background thread sends
-    them. ``emitter_options`` (``max_events``, ``max_bytes``...) tune the
-    queue. With neither a recorder nor a host, BlueOx goes back to doing
+    them. ``emitter_options`` (``max_events``, ``max_bytes``,
+    ``max_event_bytes``...) tune the queue and the largest event sent. With neither a recorder nor a host, BlueOx goes back to doing
     nothing.
     """
     global _emitter, _shutdown_trigger
