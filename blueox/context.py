@@ -75,12 +75,16 @@ def new_id(now=None):
     is ample for uniqueness and much cheaper than a system call; the hex of
     the current second is reused while the second lasts.
     """
-    global _id_second, _id_prefix
-    second = int(_time() if now is None else now) & 0xFFFFFFFF
+    second = int(_time() if now is None else now)
     if second != _id_second:
-        _id_prefix = "%08x" % second
-        _id_second = second
-    return _id_prefix + _getrandbits(96).to_bytes(12, "big").hex()
+        _new_id_second(second)
+    return _id_prefix + _getrandbits(96).to_bytes(12).hex()
+
+
+def _new_id_second(second):
+    global _id_second, _id_prefix
+    _id_prefix = "%08x" % (second & 0xFFFFFFFF)
+    _id_second = second
 
 
 def _rebuild_name(parent_name, relative):
@@ -176,7 +180,6 @@ class Context:
         self.name = name
         self.data = {}
         self.start_time = now = _time()
-        self._sample_checks = None
         self._writable = False
 
         if id is not None:
@@ -184,7 +187,11 @@ class Context:
         elif parent is not None:
             self.id = parent.id
         else:
-            self.id = new_id(now)
+            # new_id(now), written out: most contexts need a fresh id.
+            second = int(now)
+            if second != _id_second:
+                _new_id_second(second)
+            self.id = _id_prefix + _getrandbits(96).to_bytes(12).hex()
 
         if parent is not None and not parent.enabled:
             self.enabled = False
@@ -214,8 +221,9 @@ class Context:
 
     def sampled_for(self, name, rate):
         """Decide once, for all children named ``name``, whether they are kept."""
-        checks = self._sample_checks
-        if checks is None:
+        try:
+            checks = self._sample_checks
+        except AttributeError:  # set on first use only
             checks = self._sample_checks = {}
         try:
             return checks[name]

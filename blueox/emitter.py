@@ -64,6 +64,7 @@ CONNECT_TIMEOUT = 5.0
 RECONNECT_MIN = 0.1
 RECONNECT_MAX = 2.0
 CHUNK_BYTES = 1024 * 1024
+STUCK_LIMIT = 3
 
 _emitters = weakref.WeakSet()
 _encode_fields = wire.encode_fields_message
@@ -143,7 +144,11 @@ class Emitter:
 
     def _reset_after_fork(self):
         # The parent's queue, lock, thread and connection belong to the
-        # parent: start afresh, and never touch the parent's sockets.
+        # parent: start afresh. Our copies of its sockets are closed, which
+        # leaves the parent's connection alone.
+        forget = getattr(self._sender, "forget_after_fork", None)
+        if forget is not None:
+            forget()
         self._init_state()
 
     # -- the application side -------------------------------------------
@@ -170,7 +175,7 @@ class Emitter:
         try:
             data = wire.encode_message(event)
         except wire.WireError as e:
-            self.rejected += 1
+            self._count_rejected()
             log.error("blueox event %r not sent: %s", event.get("type"), e)
             return False
         except Exception as e:
@@ -182,38 +187,48 @@ class Emitter:
             try:
                 data = wire.encode_message(dict(event, body=None))
             except Exception:
-                self.rejected += 1
+                self._count_rejected()
                 return False
         return self.put(data)
 
     def start(self):
-        """Make the sender now rather than on the first event."""
+        """Make the sender now rather than on the first event.
+
+        Returns it, or None when closed or when it could not be made (that
+        is logged, and the next event tries again).
+        """
         with self._lock:
             if self._sender is None and not self._closed:
-                self._sender = self._make_sender()
+                try:
+                    self._sender = self._make_sender()
+                except Exception:
+                    log.exception("blueox could not start sending to %s", self.endpoint)
+            return self._sender
 
     def put(self, data):
         """Queue one encoded event (a ZMTP message); drop and count it when full."""
         size = len(data)
         if size > self._max_message:
             return self._reject_oversized(data)
-        # acquire/try/release rather than ``with``: this runs for every
-        # event, and the ``with`` protocol costs a third of it.
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             queued = self._queued
-            if queued >= self._room or self._queued_bytes + size > self.max_bytes:
-                self._refuse()
-                return False
-            self._queue.append(data)
-            self._queued = queued + 1
-            self._queued_bytes += size
-            sender = self._sender
+            if queued < self._room and self._queued_bytes + size <= self.max_bytes:
+                self._queue.append(data)
+                self._queued = queued + 1
+                self._queued_bytes += size
+                sender = self._sender
+            else:
+                self.dropped += 1
+                warning = None if self._closed else self._count_drop()
+                sender = False
+        if sender is False:
+            if warning is not None:
+                log.warning(*warning)
+            return False
+        if sender is None:
+            sender = self.start()
             if sender is None:
-                sender = self._sender = self._make_sender()
-        finally:
-            lock.release()
+                return True
         if sender.idle:
             sender.wake()
         elif queued >= self._yield_at:
@@ -227,10 +242,13 @@ class Emitter:
             time.sleep(0)
         return True
 
+    def _count_rejected(self, count=1):
+        with self._lock:
+            self.rejected += count
+
     def _reject_oversized(self, data):
         type_name = data[_TYPE_OFFSET + 1 : _TYPE_OFFSET + 1 + data[_TYPE_OFFSET]]
-        with self._lock:
-            self.rejected += 1
+        self._count_rejected()
         log.error(
             "blueox event %r not sent: its body is %d bytes, over the limit of %d "
             "(oxd's --max-message-size)",
@@ -240,25 +258,23 @@ class Emitter:
         )
         return False
 
-    def _refuse(self):
-        self.dropped += 1
-        if not self._closed:
-            self._dropped_since_warning += 1
-            self._maybe_warn()
-
-    def _maybe_warn(self):
+    def _count_drop(self):
+        """Count a drop (under the lock); return the warning to log, if one is due."""
+        self._dropped_since_warning += 1
         now = self._clock()
-        if self._last_warning is None or now - self._last_warning >= self.warn_interval:
-            log.warning(
-                "blueox queue full (%d events, %d bytes queued for %s%s): dropped %d events",
-                self._queued,
-                self._queued_bytes,
-                self.endpoint,
-                "" if self.connection_error is None else f"; {self.connection_error}",
-                self._dropped_since_warning,
-            )
-            self._last_warning = now
-            self._dropped_since_warning = 0
+        if self._last_warning is not None and now - self._last_warning < self.warn_interval:
+            return None
+        warning = (
+            "blueox queue full (%d events, %d bytes queued for %s%s): dropped %d events",
+            self._queued,
+            self._queued_bytes,
+            self.endpoint,
+            "" if self.connection_error is None else f"; {self.connection_error}",
+            self._dropped_since_warning,
+        )
+        self._last_warning = now
+        self._dropped_since_warning = 0
+        return warning
 
     def _make_sender(self):
         if self._sender_factory is not None:
@@ -286,6 +302,13 @@ class Emitter:
             items = collections.deque(items)
             items.extend(self._queue)
             self._queue = items
+
+    def reject_taken(self, item):
+        """Count a taken item as rejected: it will not be sent."""
+        with self._lock:
+            self._queued -= 1
+            self._queued_bytes -= len(item)
+            self.rejected += 1
 
     def mark_sent(self, count, size):
         """Count ``count`` taken items of ``size`` bytes in all as sent."""
@@ -404,6 +427,10 @@ class ThreadSender:
         self._reader = None
         self._replies = []
         self._last_failure = None
+        self._last_unexpected = None
+        self._wrote = False
+        self._stuck = None
+        self._stuck_count = 0
         self._parked = threading.Event()
         self._thread = threading.Thread(target=self._run, name="blueox-sender", daemon=True)
         if start:
@@ -429,32 +456,51 @@ class ThreadSender:
             self._wake_r.close()
             self._wake_w.close()
 
+    def forget_after_fork(self):
+        """In a forked child: close this process's copies of the parent's sockets."""
+        for sock in (self._sock, self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        self._sock = None
+
     # -- the thread ---------------------------------------------------------
 
     def _run(self):
         try:
-            self._loop()
-        except Exception:
-            log.exception("blueox sender stopped")
+            while True:
+                try:
+                    self._loop()
+                    return
+                except Exception:
+                    # Something unforeseen: say so, and carry on rather than
+                    # leave events queued with nobody to send them.
+                    self._disconnect()
+                    if self._closing:
+                        log.exception("blueox sender stopped")
+                        return
+                    self._failed_unexpectedly()
+                    self._poll(None, 0, RECONNECT_MAX)
         finally:
             self._disconnect()
             self._parked.set()
 
     def _loop(self):
         emitter = self.emitter
-        backoff = RECONNECT_MIN
+        backoff = 0.0
         while True:
             if self._sock is None:
                 if self._closing and (not emitter._queued or time.monotonic() >= self._deadline):
                     return
+                if backoff:
+                    self._poll(None, 0, self._time_left(backoff))
                 try:
                     self._connect()
                 except _Disconnected as e:
                     self._failed(e)
-                    self._poll(None, 0, self._time_left(backoff))
-                    backoff = min(backoff * 2, RECONNECT_MAX)
+                    backoff = min(max(backoff * 2, RECONNECT_MIN), RECONNECT_MAX)
                     continue
-                backoff = RECONNECT_MIN
+                connected_at = time.monotonic()
+                self._wrote = False
             try:
                 if self._replies:
                     replies, self._replies = self._replies, []
@@ -478,12 +524,25 @@ class ThreadSender:
                 self.idle = False
                 self._failed(e)
                 self._disconnect()
+                # Reconnect at once after a connection that worked; after
+                # one that failed at once (say oxd hangs up on every
+                # connection), wait longer each time.
+                if self._wrote or time.monotonic() - connected_at >= RECONNECT_MAX:
+                    backoff = 0.0
+                else:
+                    backoff = min(max(backoff * 2, RECONNECT_MIN), RECONNECT_MAX)
 
     def _time_left(self, wanted):
         """``wanted`` seconds, cut short by the shutdown deadline once closing."""
         if self._closing:
             return min(wanted, self._deadline - time.monotonic())
         return wanted
+
+    def _failed_unexpectedly(self):
+        now = time.monotonic()
+        if self._last_unexpected is None or now - self._last_unexpected >= self.emitter.warn_interval:
+            self._last_unexpected = now
+            log.exception("blueox sender failed; retrying")
 
     def _failed(self, error):
         message = str(error)
@@ -530,11 +589,15 @@ class ThreadSender:
         self._parked.set()  # the lookup below waits outside the GIL
         try:
             addresses = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        except OSError as e:
+        except (OSError, UnicodeError, ValueError) as e:
             raise _Disconnected(f"cannot resolve {self.host!r}: {e}") from None
         error = None
         for family, kind, proto, _, address in addresses:
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as e:  # out of file descriptors, say
+                error = e
+                continue
             try:
                 sock.setblocking(False)
                 code = sock.connect_ex(address)
@@ -545,15 +608,15 @@ class ThreadSender:
                     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code:
                     raise OSError(code, os.strerror(code))
+                if family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as e:
                 sock.close()
                 error = e
                 continue
             break
         else:
-            raise _Disconnected(f"cannot connect: {error.strerror or error}")
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raise _Disconnected(f"cannot connect: {getattr(error, 'strerror', None) or error}")
         self._sock = sock
         try:
             self._handshake(deadline)
@@ -647,8 +710,9 @@ class ThreadSender:
         # Unread input would make close() reset the connection and discard
         # what is still on its way to oxd; read it first.
         try:
-            while sock.recv(65536):
-                pass
+            for _ in range(16):
+                if not sock.recv(65536):
+                    break
         except OSError:
             pass
         sock.close()
@@ -659,28 +723,59 @@ class ThreadSender:
         """Write taken items in order; on failure give the unsent back and raise."""
         emitter = self.emitter
         total = sum(map(len, batch))
-        while batch:
-            if total <= CHUNK_BYTES:
-                chunk, size, batch = batch, total, ()
-            else:
-                chunk, size = [], 0
-                while batch and size < CHUNK_BYTES:
-                    chunk.append(batch.popleft())
-                    size += len(chunk[-1])
-            total -= size
-            try:
+        chunk = ()
+        try:
+            while batch:
+                if total <= CHUNK_BYTES:
+                    chunk, size, batch = batch, total, ()
+                else:
+                    chunk, size = [], 0
+                    while batch and size < CHUNK_BYTES:
+                        chunk.append(batch.popleft())
+                        size += len(chunk[-1])
+                total -= size
                 self._send_all(b"".join(chunk))
-            except _PartlyWritten as e:
-                done = done_bytes = 0
-                for item in chunk:
-                    if done_bytes + len(item) > e.written:
-                        break
-                    done += 1
-                    done_bytes += len(item)
-                emitter.mark_sent(done, done_bytes)
-                emitter.give_back(list(chunk)[done:] + list(batch))
-                raise e.error from None
-            emitter.mark_sent(len(chunk), size)
+                emitter.mark_sent(len(chunk), size)
+                self._wrote = True
+                chunk = ()
+        except _PartlyWritten as e:
+            done = done_bytes = 0
+            for item in chunk:
+                if done_bytes + len(item) > e.written:
+                    break
+                done += 1
+                done_bytes += len(item)
+            emitter.mark_sent(done, done_bytes)
+            unsent = list(chunk)[done:]
+            if unsent and e.written > done_bytes and self._refused_again(unsent[0]):
+                emitter.reject_taken(unsent.pop(0))
+            emitter.give_back(unsent + list(batch))
+            raise e.error from None
+        except BaseException:
+            emitter.give_back(list(chunk) + list(batch))
+            raise
+
+    def _refused_again(self, item):
+        """True when the connection broke while writing ``item``, STUCK_LIMIT times in a row.
+
+        oxd hangs up on an event over its --max-message-size; resent for
+        ever, such an event would keep every event behind it from oxd.
+        """
+        if self._stuck is item:
+            self._stuck_count += 1
+        else:
+            self._stuck, self._stuck_count = item, 1
+        if self._stuck_count < STUCK_LIMIT:
+            return False
+        self._stuck = None
+        log.error(
+            "blueox event of %d bytes dropped: the collector at %s hung up while "
+            "receiving it %d times (is it over oxd's --max-message-size?)",
+            len(item),
+            self.emitter.endpoint,
+            STUCK_LIMIT,
+        )
+        return True
 
     def _send_all(self, data):
         """Write ``data`` whole, or raise `_PartlyWritten` saying how much went."""

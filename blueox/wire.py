@@ -154,6 +154,9 @@ def to_msgpack_safe(obj):
     `Decimal` becomes a string, `datetime` UNIX seconds, `date` ``YYYY-MM-DD``,
     sets lists, and anything else a readable ``repr``.
     """
+    # A repr may run code that sends an event of its own, on this thread:
+    # let that event get a packer of its own, since this one is mid-event.
+    _packers.__dict__.pop("pack", None)
     if isinstance(obj, decimal.Decimal):
         return str(obj)
     if isinstance(obj, datetime.datetime):

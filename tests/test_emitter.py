@@ -282,10 +282,12 @@ class ConfigureTests(SynchronousTestCase):
 
 
 class RealSocketMixin:
-    def bind_pull(self, port=None):
+    def bind_pull(self, port=None, max_message_size=None):
         context = zmq.Context.instance()
         pull = context.socket(zmq.PULL)
         pull.setsockopt(zmq.LINGER, 0)
+        if max_message_size is not None:  # set before binding, or it does not apply
+            pull.setsockopt(zmq.MAXMSGSIZE, max_message_size)
         if port is None:
             port = pull.bind_to_random_port("tcp://127.0.0.1")
         else:
@@ -337,8 +339,7 @@ class RealSocketTests(RealSocketMixin, SynchronousTestCase):
 
     def test_oversized_event_not_sent(self):
         """An event over oxd's message size limit is rejected by the client, so the events around it still arrive."""
-        pull, port = self.bind_pull()
-        pull.setsockopt(zmq.MAXMSGSIZE, emitter_mod.DEFAULT_MAX_EVENT_BYTES)
+        pull, port = self.bind_pull(max_message_size=emitter_mod.DEFAULT_MAX_EVENT_BYTES)
         blueox.configure("127.0.0.1", port)
         with self.assertLogs("blueox.emitter", "ERROR"):
             for n, size in enumerate([10, 2 * emitter_mod.DEFAULT_MAX_EVENT_BYTES, 10]):
@@ -415,10 +416,14 @@ class RealSocketTests(RealSocketMixin, SynchronousTestCase):
         with blueox.Context("parent"):
             pass
         self.assertEqual(len(self.receive(pull, 1)), 1)
+        parent_sender = blueox._emitter._sender
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                # The child's copies of the parent's sockets are closed.
+                if parent_sender._sock is not None or parent_sender._wake_r.fileno() != -1:
+                    os._exit(2)
                 with blueox.Context("child") as c:
                     c.set("from", "child")
                 blueox.shutdown(5.0)

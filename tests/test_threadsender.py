@@ -505,3 +505,87 @@ class WriteTests(SynchronousTestCase):
         stats = emitter.stats()
         self.assertEqual((stats["sent"], stats["queued"]), (2, 4))
         self.assertEqual(list(emitter.take()), queued[2:])
+
+
+class ResilienceTests(PeerMixin, RealSocketMixin, SynchronousTestCase):
+    def test_event_the_collector_refuses_is_dropped(self):
+        """An event the collector hangs up on every time is dropped after a few tries, and the events behind it arrive."""
+        pull, port = self.bind_pull(max_message_size=64 * 1024)
+        blueox.configure("127.0.0.1", port, max_event_bytes=16 * 1024 * 1024)
+        with self.assertLogs("blueox.emitter", "ERROR") as logs:
+            self.assertTrue(blueox._emitter.emit(event(0, body={"x": "x" * (8 * 1024 * 1024)})))
+            for n in range(1, 11):
+                self.assertTrue(blueox._emitter.emit(event(n)))
+            messages = self.receive(pull, 10, timeout=20)
+        self.assertEqual([msgpack.unpackb(f[1])["body"]["n"] for f in messages], list(range(1, 11)))
+        self.assertIn("hung up while receiving it", "\n".join(logs.output))
+        stats = blueox.emitter_stats()
+        self.assertEqual((stats["rejected"], stats["queued"], stats["dropped"]), (1, 0, 0))
+
+    def test_bad_host_name_keeps_sender(self):
+        """A host name that cannot even be looked up is reported, and the sender thread stays alive."""
+        blueox.configure("x" * 64 + ".example", 1)
+        sender = blueox._emitter._sender
+        self.emit(3)
+        wait_for(lambda: blueox._emitter.connection_error, timeout=5, message="a connection error")
+        self.assertIn("cannot resolve", blueox._emitter.connection_error)
+        self.assertTrue(sender._thread.is_alive())
+        self.assertEqual(blueox.emitter_stats()["queued"], 3)
+
+    def test_unexpected_error_does_not_stop_sender(self):
+        """An unforeseen error in the sender thread is logged, and the thread goes on to deliver the events."""
+        pull, port = self.bind_pull()
+        calls = []
+        real_connect = emitter_mod.ThreadSender._connect
+
+        def connect(sender):
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("unforeseen")
+            return real_connect(sender)
+
+        self.patch(emitter_mod.ThreadSender, "_connect", connect)
+        self.patch(emitter_mod, "RECONNECT_MAX", 0.05)
+        with self.assertLogs("blueox.emitter", "ERROR") as logs:
+            blueox.configure("127.0.0.1", port)
+            self.emit(3)
+            messages = self.receive(pull, 3)
+        self.assertEqual(len(messages), 3)
+        self.assertIn("unforeseen", "\n".join(logs.output))
+
+
+class ReentrantEncodingTests(SynchronousTestCase):
+    def test_repr_that_sends_an_event(self):
+        """A body value whose repr sends an event of its own leaves both events well formed."""
+        sent = []
+
+        class Sender:
+            idle = False
+
+            def __init__(self, emitter):
+                pass
+
+            def close(self, timeout):
+                pass
+
+        emitter = emitter_mod.Emitter("127.0.0.1:1", sender_factory=Sender)
+        self.addCleanup(emitter.close)
+        previous = blueox.context._recorder_function
+        blueox.context._recorder_function = emitter.record
+        self.addCleanup(setattr, blueox.context, "_recorder_function", previous)
+
+        class Noisy:
+            def __repr__(self):
+                with blueox.Context("inner") as inner:
+                    inner.set("x", "y" * 300)
+                return "noisy"
+
+        with blueox.Context("outer") as outer:
+            outer.set("value", Noisy())
+            outer.set("after", "z" * 300)
+        for data in emitter.take():
+            header, body = wire.decode_message(zmtp.split_message(data))
+            sent.append((header.type, body["body"]))
+        self.assertEqual(
+            sent, [("inner", {"x": "y" * 300}), ("outer", {"value": "noisy", "after": "z" * 300})]
+        )
