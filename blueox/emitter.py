@@ -47,8 +47,8 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # whole connection, and with it whatever else was on its way.
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 # A message's bytes besides its body: the framed header and the body's prefix.
-_MESSAGE_OVERHEAD = len(zmtp.frame_prefix(wire.HEADER_SIZE)) + wire.HEADER_SIZE + len(zmtp.frame_prefix(1 << 20))
-_TYPE_OFFSET = len(zmtp.frame_prefix(wire.HEADER_SIZE)) + 1 + 8 + 64
+_HEADER_START = len(zmtp.frame_prefix(wire.HEADER_SIZE))
+_MESSAGE_OVERHEAD = _HEADER_START + wire.HEADER_SIZE + len(zmtp.frame_prefix(1 << 20))
 DEFAULT_ZMQ_HWM = 1000
 DEFAULT_WARN_INTERVAL = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
@@ -247,12 +247,12 @@ class Emitter:
             self.rejected += count
 
     def _reject_oversized(self, data):
-        type_name = data[_TYPE_OFFSET + 1 : _TYPE_OFFSET + 1 + data[_TYPE_OFFSET]]
+        header = wire.unpack_header(data[_HEADER_START : _HEADER_START + wire.HEADER_SIZE])
         self._count_rejected()
         log.error(
             "blueox event %r not sent: its body is %d bytes, over the limit of %d "
             "(oxd's --max-message-size)",
-            type_name.decode("utf-8", "replace"),
+            header.type,
             len(data) - _MESSAGE_OVERHEAD,
             self.max_event_bytes,
         )
@@ -645,7 +645,7 @@ class ThreadSender:
             flags, body = frames[0]
             name, properties = zmtp.split_command(body) if flags & zmtp.COMMAND else (b"", b"")
             if name == b"ERROR":
-                raise zmtp.ProtocolError(f"refused: {properties[1:].decode('utf-8', 'replace')}")
+                raise zmtp.ProtocolError(f"refused: {zmtp.error_reason(properties)}")
             if name != b"READY":
                 raise zmtp.ProtocolError("no READY command in the handshake")
             peer_type = zmtp.parse_ready(properties).get("socket-type", b"")
@@ -661,33 +661,34 @@ class ThreadSender:
             # socket whose type cannot talk to PUSH hangs up at once.
             raise _ProtocolFailure(f"not a ZeroMQ PULL socket? {e} during the ZeroMQ handshake") from None
 
-    def _receive(self, deadline):
-        """Some bytes from the connection, waiting until ``deadline`` at most."""
-        while True:
-            try:
-                data = self._sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                left = self._time_left(deadline - time.monotonic())
-                if left <= 0:
-                    raise _Disconnected("no answer") from None
-                self._poll(self._sock, select.POLLIN, left)
-                continue
-            except OSError as e:
-                raise _Disconnected(f"connection lost: {e.strerror or e}") from None
-            if not data:
-                raise _Disconnected("connection closed by the collector")
-            return data
-
-    def _read(self):
-        """Read and handle what oxd sent; raise `_Disconnected` when it closed."""
+    def _recv_some(self):
+        """What the connection has for us now (None if nothing); raise `_Disconnected` when it closed."""
         try:
             data = self._sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError as e:
             raise _Disconnected(f"connection lost: {e.strerror or e}") from None
         if not data:
             raise _Disconnected("connection closed by the collector")
+        return data
+
+    def _receive(self, deadline):
+        """Some bytes from the connection, waiting until ``deadline`` at most."""
+        while True:
+            data = self._recv_some()
+            if data is not None:
+                return data
+            left = self._time_left(deadline - time.monotonic())
+            if left <= 0:
+                raise _Disconnected("no answer")
+            self._poll(self._sock, select.POLLIN, left)
+
+    def _read(self):
+        """Read and handle what oxd sent; raise `_Disconnected` when it closed."""
+        data = self._recv_some()
+        if data is None:
+            return
         try:
             self._handle(self._reader.feed(data))
         except zmtp.ProtocolError as e:
@@ -701,7 +702,7 @@ class ThreadSender:
             if name == b"PING":
                 self._replies.append(zmtp.command(b"PONG", data[2:]))
             elif name == b"ERROR":
-                raise zmtp.ProtocolError(f"error from peer: {data[1:].decode('utf-8', 'replace')}")
+                raise zmtp.ProtocolError(f"error from peer: {zmtp.error_reason(data)}")
 
     def _disconnect(self):
         sock, self._sock = self._sock, None

@@ -216,13 +216,6 @@ def encode_event(event):
 # The start of a message, up to the packed names: the header frame's ZMTP
 # prefix, the version and the end time.
 _pack_message_start = struct.Struct("!BBBd").pack
-_pack_short_body = struct.Struct("!BB").pack
-_pack_long_body = struct.Struct("!BQ").pack
-
-
-def _body_frame_prefix(size):
-    return _pack_short_body(0, size) if size < 256 else _pack_long_body(zmtp.LONG, size)
-
 
 def encode_message(event):
     """The event as its two frames framed for the wire: one ZMTP message.
@@ -234,7 +227,7 @@ def encode_message(event):
         (
             _pack_message_start(zmtp.MORE, HEADER_SIZE, VERSION, event["end"]),
             _packed_names(event["host"], event["type"]),
-            _body_frame_prefix(len(body)),
+            zmtp.frame_prefix(len(body)),
             body,
         )
     )

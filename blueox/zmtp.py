@@ -28,6 +28,7 @@ __all__ = [
     "message",
     "split_message",
     "split_command",
+    "error_reason",
     "FrameReader",
 ]
 
@@ -207,6 +208,11 @@ class FrameReader:
             offset = start + size
         self._buffer = buffer[offset:]
         return frames
+
+
+def error_reason(data):
+    """The reason an ERROR command's data gives (a one-octet length, then text)."""
+    return data[1 : 1 + data[0]].decode("utf-8", "replace") if data else ""
 
 
 def split_command(body):
