@@ -14,7 +14,6 @@ name. Times are naive `datetime` values in UTC, as oxd names its files.
 import bz2
 import collections
 import datetime
-import io
 import logging
 import os
 import re
