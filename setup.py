@@ -39,6 +39,7 @@ setup(
         "msgpack>=1.0",
         "treq>=23.11",
         "boto3>=1.28",
+        "zstandard>=0.22",
     ],
     extras_require=extras,
     entry_points={

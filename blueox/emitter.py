@@ -67,7 +67,7 @@ CHUNK_BYTES = 1024 * 1024
 STUCK_LIMIT = 3
 
 _emitters = weakref.WeakSet()
-_encode_fields = wire.encode_fields_message
+_encode_fields = zmtp.encode_fields_message
 _time = time.time
 
 
@@ -173,7 +173,7 @@ class Emitter:
     def emit(self, event):
         """Encode an event dict and queue it; never raises into the caller."""
         try:
-            data = wire.encode_message(event)
+            data = zmtp.encode_message(event)
         except wire.WireError as e:
             self._count_rejected()
             log.error("blueox event %r not sent: %s", event.get("type"), e)
@@ -185,7 +185,7 @@ class Emitter:
                 e,
             )
             try:
-                data = wire.encode_message(dict(event, body=None))
+                data = zmtp.encode_message(dict(event, body=None))
             except Exception:
                 self._count_rejected()
                 return False

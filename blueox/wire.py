@@ -21,7 +21,6 @@ from collections import namedtuple
 
 import msgpack
 
-from . import zmtp
 
 __all__ = [
     "VERSION",
@@ -41,10 +40,28 @@ __all__ = [
     "encode_body",
     "decode_body",
     "encode_event",
-    "encode_message",
-    "encode_fields_message",
     "decode_message",
+    "packed_names",
+    "body_packer",
     "to_msgpack_safe",
+    "BATCH_VERSION",
+    "FLAG_ZSTD",
+    "ACK_STORED",
+    "ACK_DUPLICATE",
+    "ACK_REJECTED",
+    "LINK_ID_SIZE",
+    "Batch",
+    "Group",
+    "Ack",
+    "BadBatch",
+    "TooLarge",
+    "encode_group",
+    "encode_batch",
+    "groups_from_messages",
+    "unpack_batch_header",
+    "decode_batch",
+    "encode_ack",
+    "decode_ack",
 ]
 
 VERSION = 3
@@ -106,7 +123,8 @@ _names_cache = {}
 _NAMES_CACHE_SIZE = 4096
 
 
-def _packed_names(host, type_name):
+def packed_names(host, type_name):
+    """The header's host and type as two 64-byte Pascal strings (cached)."""
     key = (host, type_name)
     try:
         return _names_cache[key]
@@ -125,7 +143,7 @@ def pack_header(end, host, type_name):
     Raises `NameTooLong` rather than letting `struct` silently truncate. The
     packed host and type are cached, since a process sends few distinct ones.
     """
-    return _pack_version_and_end(VERSION, float(end)) + _packed_names(host, type_name)
+    return _pack_version_and_end(VERSION, float(end)) + packed_names(host, type_name)
 
 
 def unpack_header(frame):
@@ -194,6 +212,14 @@ def _new_packer():
     return pack
 
 
+def body_packer():
+    """This thread's msgpack ``pack`` function, as `encode_body` uses it."""
+    try:
+        return _packers.pack
+    except AttributeError:
+        return _new_packer()
+
+
 def decode_body(data):
     """Decode a msgpack body; raises `BadBody` on anything undecodable."""
     try:
@@ -213,98 +239,221 @@ def encode_event(event):
     return [header, encode_body(event)]
 
 
-# The start of a message, up to the packed names: the header frame's ZMTP
-# prefix, the version and the end time.
-_pack_message_start = struct.Struct("!BBBd").pack
-
-def encode_message(event):
-    """The event as its two frames framed for the wire: one ZMTP message.
-
-    The same as ``zmtp.message(encode_event(event))``, in fewer steps.
-    """
-    body = encode_body(event)
-    return b"".join(
-        (
-            _pack_message_start(zmtp.MORE, HEADER_SIZE, VERSION, event["end"]),
-            _packed_names(event["host"], event["type"]),
-            zmtp.frame_prefix(len(body)),
-            body,
-        )
-    )
-
-
-# `encode_fields_message` writes the event map itself, in the order of
-# `encode_body`, around two msgpack calls (the id and the body):
-#   map of 7, "id": <id>, "type": <type>, "host": <host>, "pid": <pid>,
-#   "start": <float64>, "end": <float64>, "body": <body>
-# Everything before the id is one `struct` call: the header frame (with its
-# ZMTP prefix), the body frame's prefix and the map's start.
-_MAP_AND_ID_KEY = b"\x87\xa2id"
-_pack_start_short = struct.Struct("!BBBd128sBB4s").pack
-_pack_start_long = struct.Struct("!BBBd128sBQ4s").pack
-_pack_times = struct.Struct("!7sd5sd5s").pack
-_START_KEY = b"\xa5start\xcb"
-_END_KEY = b"\xa3end\xcb"
-_BODY_KEY = b"\xa4body"
-_TIMES_SIZE = struct.calcsize("!7sd5sd5s")
-_fields_cache = {}
-
-
-def _constant_fields(host, pid, type_name):
-    """``(host, pid, names, entries, size)`` for events of one type, cached by type.
-
-    ``names`` is the header's packed host and type; ``entries`` the map's
-    type, host and pid; ``size`` the body bytes that do not depend on the
-    id and body.
-    """
-    names = _packed_names(host, type_name)
-    entries = msgpack.packb("type") + msgpack.packb(type_name) + msgpack.packb("host")
-    entries += msgpack.packb(host) + msgpack.packb("pid") + msgpack.packb(pid)
-    if len(_fields_cache) >= _NAMES_CACHE_SIZE:
-        _fields_cache.clear()
-    size = len(_MAP_AND_ID_KEY) + len(entries) + _TIMES_SIZE
-    fields = _fields_cache[type_name] = (host, pid, names, entries, size)
-    return fields
-
-
-def encode_fields_message(id, type_name, host, pid, start, end, body):
-    """`encode_message` of the event with these fields, for float ``start`` and ``end``.
-
-    This is the application's hot path (every closing context): the parts
-    that do not change between events of one type are packed once.
-    """
-    try:
-        pack = _packers.pack
-    except AttributeError:
-        pack = _new_packer()
-    fields = _fields_cache.get(type_name)
-    if fields is None or fields[0] is not host or fields[1] != pid:
-        fields = _constant_fields(host, pid, type_name)
-    packed_id = pack(id)
-    packed_body = pack(body)
-    size = fields[4] + len(packed_id) + len(packed_body)
-    if size < 256:
-        start_bytes = _pack_start_short(
-            zmtp.MORE, HEADER_SIZE, VERSION, end, fields[2], 0, size, _MAP_AND_ID_KEY
-        )
-    else:
-        start_bytes = _pack_start_long(
-            zmtp.MORE, HEADER_SIZE, VERSION, end, fields[2], zmtp.LONG, size, _MAP_AND_ID_KEY
-        )
-    return b"".join(
-        (
-            start_bytes,
-            packed_id,
-            fields[3],
-            _pack_times(_START_KEY, start, _END_KEY, end, _BODY_KEY),
-            packed_body,
-        )
-    )
-
-
 def decode_message(frames):
     """Parse a received message into ``(Header, event)``."""
     if len(frames) != 2:
         raise BadFrameCount(f"{len(frames)} frames, expected 2")
     header = unpack_header(frames[0])
     return header, decode_body(frames[1])
+
+
+# Version 4: batches between collectors (the link protocol, SPEC section 9).
+# The exact bytes are in docs/link-protocol.md; in short:
+#
+#   batch message, two frames:
+#     header  "!BB16sQII": 4, flags, link id, sequence, event count,
+#             payload size before compression
+#     payload the groups, back to back (zstd-compressed when flags has ZSTD):
+#             "!BBI" type size, host size, event count; type; host;
+#             count end times "!d"; count body sizes "!I"; the bodies
+#   acknowledgement, one frame:
+#     "!BB16sQB": 4, ACK, link id, sequence, status
+
+BATCH_VERSION = 4
+FLAG_ZSTD = 0x01
+ACK = 0x01
+ACK_STORED, ACK_DUPLICATE, ACK_REJECTED = 0, 1, 2
+LINK_ID_SIZE = 16
+
+_batch_header = struct.Struct("!BB16sQII")
+_group_header = struct.Struct("!BBI")
+_ack = struct.Struct("!BB16sQB")
+BATCH_HEADER_SIZE = _batch_header.size
+ACK_SIZE = _ack.size
+
+# A receiver's default bounds on one batch, after decompression.
+MAX_BATCH_EVENTS = 100_000
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+Batch = namedtuple("Batch", ["link_id", "sequence", "count", "groups"])
+Group = namedtuple("Group", ["type", "host", "ends", "sizes", "bodies"])
+Ack = namedtuple("Ack", ["link_id", "sequence", "status"])
+
+
+class BadBatch(WireError):
+    reason = "bad_batch"
+
+
+class TooLarge(WireError):
+    reason = "too_large"
+
+
+_zstd = threading.local()
+
+
+def _compressor():
+    try:
+        return _zstd.compressor
+    except AttributeError:
+        import zstandard
+
+        _zstd.compressor = zstandard.ZstdCompressor(level=3)
+        return _zstd.compressor
+
+
+def _decompressor():
+    try:
+        return _zstd.decompressor
+    except AttributeError:
+        import zstandard
+
+        _zstd.decompressor = zstandard.ZstdDecompressor()
+        return _zstd.decompressor
+
+
+def encode_group(type_name, host, events):
+    """One group's bytes: ``events`` are ``(end, body)`` pairs of one type and host."""
+    type_bytes = _name_bytes("type", type_name)
+    host_bytes = _name_bytes("host", host)
+    count = len(events)
+    ends = [end for end, _ in events]
+    bodies = [body for _, body in events]
+    return b"".join(
+        (
+            _group_header.pack(len(type_bytes), len(host_bytes), count),
+            type_bytes,
+            host_bytes,
+            struct.pack(f"!{count}d", *ends),
+            struct.pack(f"!{count}I", *map(len, bodies)),
+            *bodies,
+        )
+    )
+
+
+def encode_batch(link_id, sequence, groups, compress="auto"):
+    """The two frames of a version 4 batch.
+
+    ``groups`` are ``(type, host, [(end, body), ...])``. ``compress`` is
+    ``"auto"`` (zstd when it saves at least a tenth), True or False.
+    """
+    if len(link_id) != LINK_ID_SIZE:
+        raise ValueError(f"a link id is {LINK_ID_SIZE} bytes")
+    parts = []
+    count = 0
+    for type_name, host, events in groups:
+        parts.append(encode_group(type_name, host, events))
+        count += len(events)
+    payload = b"".join(parts)
+    flags = 0
+    if compress and len(payload) >= 512:
+        packed = _compressor().compress(payload)
+        if compress is True or len(packed) <= len(payload) * 0.9:
+            flags, size, payload = FLAG_ZSTD, len(payload), packed
+        else:
+            size = len(payload)
+    else:
+        size = len(payload)
+    header = _batch_header.pack(BATCH_VERSION, flags, link_id, sequence, count, size)
+    return [header, payload]
+
+
+def groups_from_messages(messages):
+    """Version 3 messages (``[header, body]``) as batch groups, in first-seen order."""
+    groups = {}
+    for header, body in messages:
+        key = header[9:]
+        group = groups.get(key)
+        if group is None:
+            parsed = unpack_header(header)
+            group = groups[key] = (parsed.type, parsed.host, [])
+        group[2].append((_end_of(header, 1)[0], body))
+    return list(groups.values())
+
+
+_end_of = struct.Struct("!d").unpack_from
+
+
+def unpack_batch_header(frame):
+    """``(link_id, sequence, count, flags, size)`` of a batch header frame."""
+    if len(frame) != BATCH_HEADER_SIZE:
+        raise BadBatch(f"batch header is {len(frame)} bytes, expected {BATCH_HEADER_SIZE}")
+    version, flags, link_id, sequence, count, size = _batch_header.unpack(frame)
+    if version != BATCH_VERSION:
+        raise UnknownVersion(f"version {version} (expected {BATCH_VERSION})")
+    if flags & ~FLAG_ZSTD:
+        raise BadBatch(f"unknown batch flags 0x{flags:02x}")
+    return link_id, sequence, count, flags, size
+
+
+def decode_batch(frames, max_events=MAX_BATCH_EVENTS, max_bytes=MAX_BATCH_BYTES):
+    """Parse a version 4 batch message into a `Batch`.
+
+    The structure is checked (sizes, counts, names); the bodies are not
+    decoded. Raises `BadBatch`, `TooLarge` or `UnknownVersion`.
+    """
+    if len(frames) != 2:
+        raise BadFrameCount(f"{len(frames)} frames, expected 2")
+    link_id, sequence, count, flags, size = unpack_batch_header(frames[0])
+    if count > max_events:
+        raise TooLarge(f"batch of {count} events; at most {max_events} accepted")
+    if size > max_bytes:
+        raise TooLarge(f"batch of {size} bytes; at most {max_bytes} accepted")
+    payload = frames[1]
+    if flags & FLAG_ZSTD:
+        try:
+            payload = _decompressor().decompress(payload, max_output_size=size)
+        except Exception as e:
+            raise BadBatch(f"cannot decompress: {e}") from None
+    if len(payload) != size:
+        raise BadBatch(f"payload is {len(payload)} bytes, header says {size}")
+    groups = []
+    offset = 0
+    total = 0
+    view = memoryview(payload)
+    while offset < size:
+        if size - offset < _group_header.size:
+            raise BadBatch("truncated group header")
+        type_size, host_size, n = _group_header.unpack_from(payload, offset)
+        offset += _group_header.size
+        total += n
+        if total > count:
+            raise BadBatch(f"groups hold more events than the {count} declared")
+        index_end = offset + type_size + host_size + 12 * n
+        if index_end > size:
+            raise BadBatch("truncated group")
+        try:
+            type_name = bytes(view[offset : offset + type_size]).decode("utf-8")
+            offset += type_size
+            host = bytes(view[offset : offset + host_size]).decode("utf-8")
+            offset += host_size
+        except UnicodeDecodeError:
+            raise BadBatch("a group's type or host is not UTF-8") from None
+        if type_size > MAX_NAME_BYTES or host_size > MAX_NAME_BYTES:
+            raise BadBatch("a group's type or host is longer than 63 bytes")
+        ends = struct.unpack_from(f"!{n}d", payload, offset)
+        offset += 8 * n
+        sizes = struct.unpack_from(f"!{n}I", payload, offset)
+        offset += 4 * n
+        bodies_size = sum(sizes)
+        if offset + bodies_size > size:
+            raise BadBatch("a group's bodies run past the payload")
+        groups.append(Group(type_name, host, ends, sizes, payload[offset : offset + bodies_size]))
+        offset += bodies_size
+    if total != count:
+        raise BadBatch(f"groups hold {total} events, header says {count}")
+    return Batch(link_id, sequence, count, groups)
+
+
+def encode_ack(link_id, sequence, status=ACK_STORED):
+    """The one frame acknowledging batch ``sequence`` of ``link_id``."""
+    return _ack.pack(BATCH_VERSION, ACK, link_id, sequence, status)
+
+
+def decode_ack(frame):
+    """Parse an acknowledgement frame into an `Ack`; raises `BadBatch`."""
+    if len(frame) != ACK_SIZE:
+        raise BadBatch(f"acknowledgement is {len(frame)} bytes, expected {ACK_SIZE}")
+    version, kind, link_id, sequence, status = _ack.unpack(frame)
+    if version != BATCH_VERSION or kind != ACK:
+        raise BadBatch(f"not an acknowledgement (version {version}, kind {kind})")
+    return Ack(link_id, sequence, status)

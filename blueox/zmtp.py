@@ -15,6 +15,10 @@ the READY handshake, message frames, and PING answered with PONG.
 
 import struct
 
+import msgpack
+
+from . import wire
+
 __all__ = [
     "GREETING_SIZE",
     "ProtocolError",
@@ -30,6 +34,8 @@ __all__ = [
     "split_command",
     "error_reason",
     "FrameReader",
+    "encode_message",
+    "encode_fields_message",
 ]
 
 MORE = 0x01
@@ -221,3 +227,94 @@ def split_command(body):
         raise ProtocolError("truncated command")
     size = body[0]
     return body[1 : 1 + size], body[1 + size :]
+
+
+# Events framed for the wire: the client's hot path.
+
+_FIELDS_CACHE_SIZE = 4096
+
+# The start of a message, up to the packed names: the header frame's ZMTP
+# prefix, the version and the end time.
+_pack_message_start = struct.Struct("!BBBd").pack
+
+
+def encode_message(event):
+    """The event as its two frames framed for the wire: one ZMTP message.
+
+    The same as ``message(wire.encode_event(event))``, in fewer steps.
+    """
+    body = wire.encode_body(event)
+    return b"".join(
+        (
+            _pack_message_start(MORE, wire.HEADER_SIZE, wire.VERSION, event["end"]),
+            wire.packed_names(event["host"], event["type"]),
+            frame_prefix(len(body)),
+            body,
+        )
+    )
+
+
+# `encode_fields_message` writes the event map itself, in the order of
+# `encode_body`, around two msgpack calls (the id and the body):
+#   map of 7, "id": <id>, "type": <type>, "host": <host>, "pid": <pid>,
+#   "start": <float64>, "end": <float64>, "body": <body>
+# Everything before the id is one `struct` call: the header frame (with its
+# ZMTP prefix), the body frame's prefix and the map's start.
+_MAP_AND_ID_KEY = b"\x87\xa2id"
+_pack_start_short = struct.Struct("!BBBd128sBB4s").pack
+_pack_start_long = struct.Struct("!BBBd128sBQ4s").pack
+_pack_times = struct.Struct("!7sd5sd5s").pack
+_START_KEY = b"\xa5start\xcb"
+_END_KEY = b"\xa3end\xcb"
+_BODY_KEY = b"\xa4body"
+_TIMES_SIZE = struct.calcsize("!7sd5sd5s")
+_fields_cache = {}
+
+
+def _constant_fields(host, pid, type_name):
+    """``(host, pid, names, entries, size)`` for events of one type, cached by type.
+
+    ``names`` is the header's packed host and type; ``entries`` the map's
+    type, host and pid; ``size`` the body bytes that do not depend on the
+    id and body.
+    """
+    names = wire.packed_names(host, type_name)
+    entries = msgpack.packb("type") + msgpack.packb(type_name) + msgpack.packb("host")
+    entries += msgpack.packb(host) + msgpack.packb("pid") + msgpack.packb(pid)
+    if len(_fields_cache) >= _FIELDS_CACHE_SIZE:
+        _fields_cache.clear()
+    size = len(_MAP_AND_ID_KEY) + len(entries) + _TIMES_SIZE
+    fields = _fields_cache[type_name] = (host, pid, names, entries, size)
+    return fields
+
+
+def encode_fields_message(id, type_name, host, pid, start, end, body):
+    """`encode_message` of the event with these fields, for float ``start`` and ``end``.
+
+    This is the application's hot path (every closing context): the parts
+    that do not change between events of one type are packed once.
+    """
+    pack = wire.body_packer()
+    fields = _fields_cache.get(type_name)
+    if fields is None or fields[0] is not host or fields[1] != pid:
+        fields = _constant_fields(host, pid, type_name)
+    packed_id = pack(id)
+    packed_body = pack(body)
+    size = fields[4] + len(packed_id) + len(packed_body)
+    if size < 256:
+        start_bytes = _pack_start_short(
+            MORE, wire.HEADER_SIZE, wire.VERSION, end, fields[2], 0, size, _MAP_AND_ID_KEY
+        )
+    else:
+        start_bytes = _pack_start_long(
+            MORE, wire.HEADER_SIZE, wire.VERSION, end, fields[2], LONG, size, _MAP_AND_ID_KEY
+        )
+    return b"".join(
+        (
+            start_bytes,
+            packed_id,
+            fields[3],
+            _pack_times(_START_KEY, start, _END_KEY, end, _BODY_KEY),
+            packed_body,
+        )
+    )

@@ -447,7 +447,7 @@ class WriteTests(SynchronousTestCase):
         self.addCleanup(local.close)
         self.addCleanup(remote.close)
         sender._sock = BreakingSocket(local, budget)
-        queued = [wire.encode_message(event(n)) for n in range(count)]
+        queued = [zmtp.encode_message(event(n)) for n in range(count)]
         return emitter, sender, queued
 
     def test_everything_written(self):
@@ -465,7 +465,7 @@ class WriteTests(SynchronousTestCase):
         cut = len(queued[0]) + len(queued[1]) + len(queued[2]) // 2
         sender._sock.budget = cut
         batch = emitter.take()
-        newer = wire.encode_message(event(99))
+        newer = zmtp.encode_message(event(99))
         emitter.put(newer)
         error = self.assertRaises(emitter_mod._Disconnected, sender._write, batch)
         self.assertEqual(str(error), "connection lost: Connection reset by peer")
@@ -477,7 +477,7 @@ class WriteTests(SynchronousTestCase):
 
     def test_whole_events_counted(self):
         """Wherever a write breaks, exactly the events written whole count as sent and the others stay queued."""
-        sizes = [len(wire.encode_message(event(n))) for n in range(4)]
+        sizes = [len(zmtp.encode_message(event(n))) for n in range(4)]
         total = sum(sizes)
         cuts = [(0, 0), (sizes[0] - 1, 0), (sizes[0], 1), (sizes[0] + 1, 1), (total - 1, 3)]
         for cut, whole in cuts:
