@@ -34,6 +34,11 @@ __all__ = [
     "split_command",
     "error_reason",
     "FrameReader",
+    "Connection",
+    "OldVersion",
+    "MessageTooLarge",
+    "PeerError",
+    "BadSocketType",
     "encode_message",
     "encode_fields_message",
 ]
@@ -59,15 +64,44 @@ MAX_INCOMING_FRAME = 64 * 1024
 
 
 class ProtocolError(Exception):
-    """The peer did not speak ZMTP 3 as a PULL socket should."""
+    """The peer did not speak ZMTP 3 as it should.
+
+    ``reason`` is a short stable name, suitable as a counter key.
+    """
+
+    reason = "protocol_error"
 
 
-def greeting():
-    """Our 64-byte greeting: ZMTP 3.0, NULL mechanism, as a client."""
+class OldVersion(ProtocolError):
+    """The peer speaks ZMTP 1.0 or 2.0 (libzmq before 4.0)."""
+
+    reason = "old_zmtp"
+
+
+class MessageTooLarge(ProtocolError):
+    """The peer sent a message over the size limit."""
+
+    reason = "too_large"
+
+
+class PeerError(ProtocolError):
+    """The peer sent an ERROR command."""
+
+    reason = "peer_error"
+
+
+class BadSocketType(ProtocolError):
+    """The peer's socket type cannot talk to ours."""
+
+    reason = "socket_type"
+
+
+def greeting(minor=0):
+    """Our 64-byte greeting: ZMTP 3.``minor``, NULL mechanism, as a client."""
     return (
         _SIGNATURE_START
         + b"\x00" * 8
-        + bytes((_SIGNATURE_END, 3, 0))
+        + bytes((_SIGNATURE_END, 3, minor))
         + _MECHANISM
         + b"\x00"  # as-server: no
         + b"\x00" * 31
@@ -87,7 +121,7 @@ def parse_greeting(data):
     check_greeting_start(data)
     major, minor = data[10], data[11]
     if major < 3:
-        raise ProtocolError(f"peer speaks ZMTP {major}.{minor}; 3.0 or later is needed")
+        raise OldVersion(f"peer speaks ZMTP {major}.{minor}; 3.0 or later is needed")
     mechanism = data[12:32].rstrip(b"\x00")
     if mechanism != b"NULL":
         raise ProtocolError(
@@ -123,10 +157,16 @@ def command(name, data=b""):
     return _long(COMMAND | LONG, len(body)) + body
 
 
-def ready(socket_type):
-    """The NULL mechanism's READY command announcing ``socket_type`` (bytes)."""
-    name = b"Socket-Type"
-    return command(b"READY", bytes((len(name),)) + name + _value_size.pack(len(socket_type)) + socket_type)
+def ready(socket_type, properties=()):
+    """The NULL mechanism's READY command announcing ``socket_type`` (bytes).
+
+    ``properties`` are more ``(name, value)`` metadata pairs, as bytes.
+    """
+    data = b"".join(
+        bytes((len(name),)) + name + _value_size.pack(len(value)) + value
+        for name, value in ((b"Socket-Type", socket_type), *properties)
+    )
+    return command(b"READY", data)
 
 
 def parse_ready(body):
@@ -228,6 +268,227 @@ def split_command(body):
     size = body[0]
     return body[1 : 1 + size], body[1 + size :]
 
+
+
+# The server half: a sans-I/O connection, parsed straight from the buffer.
+
+_HANDSHAKE, _OPEN = 0, 1
+# The socket type we answer for each peer type we accept.
+PEER_TYPES = {b"PUSH": b"PULL", b"DEALER": b"ROUTER"}
+# Frames in one message beyond this are a protocol error: BlueOx messages
+# have one or two, and a flood of empty frames would cost memory.
+MAX_FRAMES = 16
+MAX_COMMAND = 64 * 1024
+
+
+class Connection:
+    """One ZMTP 3.x connection as the accepting side, without any I/O.
+
+    ``write(data)`` sends bytes to the peer; `start` greets it and `feed`
+    takes what it sent, returning the complete messages (lists of frames)
+    in order. The handshake is the NULL mechanism's: the peer's greeting
+    (ZMTP 3.0 or 3.1; older versions raise `OldVersion`), then its READY,
+    answered with a READY naming the socket type ``peer_types`` maps its
+    type to (PUSH -> PULL, DEALER -> ROUTER) plus ``properties``. A type
+    not in ``peer_types`` gets an ERROR command and raises `BadSocketType`.
+    PING is answered with PONG; an ERROR from the peer raises `PeerError`.
+
+    Memory is bounded: a message whose frames add up to more than
+    ``max_message_size`` raises `MessageTooLarge` as soon as a frame's
+    size is known, before its bytes are held; a large frame's bytes are
+    kept as a list of chunks until complete, so receiving it costs one copy.
+    """
+
+    def __init__(self, write, peer_types=PEER_TYPES, max_message_size=1024 * 1024, properties=()):
+        self._write = write
+        self._peer_types = peer_types
+        self._max_message_size = max_message_size
+        self._properties = properties
+        self._state = _HANDSHAKE
+        self._greeted = False
+        self._buffer = b""
+        self._chunks = []
+        self._chunks_size = 0
+        self._need = 0
+        self._frames = []
+        self._message_size = 0
+        self.peer_type = None
+        self.peer_version = None
+        self.peer_properties = {}
+        self.error = None
+
+    @property
+    def ready(self):
+        """Whether the handshake is complete."""
+        return self._state == _OPEN
+
+    def buffered(self):
+        """Bytes received and held, not yet part of a complete message."""
+        return len(self._buffer) + self._chunks_size + self._message_size
+
+    def start(self):
+        """Send our greeting (ZMTP 3.1, NULL, as server)."""
+        self._write(greeting(minor=1))
+
+    def send_message(self, frames):
+        """Send one message of ``frames`` to the peer."""
+        self._write(message(frames))
+
+    def feed(self, data):
+        """Take bytes from the peer; return the messages they complete.
+
+        A handshake failure raises `ProtocolError`. A protocol error after
+        the handshake returns the messages completed before it and sets
+        ``error``; nothing more is parsed after that.
+        """
+        if self.error is not None:
+            return []
+        if self._need:
+            # Waiting for the rest of a large frame: hold the chunks.
+            self._chunks.append(data)
+            self._chunks_size += len(data)
+            if self._chunks_size < self._need:
+                return []
+            data = b"".join(self._chunks)
+            self._chunks = []
+            self._chunks_size = 0
+            self._need = 0
+        buffer = self._buffer + data if self._buffer else data
+        offset = 0
+        if self._state == _HANDSHAKE:
+            offset = self._handshake(buffer)
+            if self._state == _HANDSHAKE:
+                self._buffer = buffer[offset:]
+                return []
+        messages = []
+        try:
+            self._messages(buffer, offset, messages)
+        except ProtocolError as e:
+            self.error = e
+            self._buffer = b""
+            self._frames = []
+        return messages
+
+    def _handshake(self, buffer):
+        """Parse the greeting and READY; return the offset after them."""
+        if not self._greeted:
+            check_greeting_start(buffer[:GREETING_SIZE])
+            if len(buffer) > 10 and buffer[10] < 3:
+                raise OldVersion(f"peer speaks ZMTP {buffer[10]}.x; 3.0 or later is needed")
+            if len(buffer) < GREETING_SIZE:
+                return 0
+            self.peer_version = parse_greeting(buffer[:GREETING_SIZE])
+            self._greeted = True
+            offset = GREETING_SIZE
+        else:
+            offset = 0
+        frame = _one_frame(buffer, offset, MAX_COMMAND)
+        if frame is None:
+            return offset
+        flags, body, offset = frame
+        if not flags & COMMAND:
+            raise ProtocolError("a message before the READY command")
+        name, data = split_command(body)
+        if name == b"ERROR":
+            raise PeerError(f"refused by peer: {error_reason(data)}")
+        if name != b"READY":
+            raise ProtocolError(f"expected READY, got {name[:20]!r}")
+        self.peer_properties = parse_ready(data)
+        self.peer_type = self.peer_properties.get("socket-type", b"")
+        ours = self._peer_types.get(self.peer_type)
+        if ours is None:
+            reason = b"socket type not supported"
+            self._write(command(b"ERROR", bytes((len(reason),)) + reason))
+            raise BadSocketType(
+                f"a {self.peer_type.decode('ascii', 'replace')[:20] or 'nameless'} socket "
+                f"cannot send here; expected {' or '.join(t.decode() for t in self._peer_types)}"
+            )
+        self._write(ready(ours, self._properties))
+        self._state = _OPEN
+        return offset
+
+    def _messages(self, buffer, offset, messages):
+        frames = self._frames
+        message_size = self._message_size
+        limit = self._max_message_size
+        end = len(buffer)
+        while end - offset >= 2:
+            flags = buffer[offset]
+            if flags & LONG:
+                if end - offset < 9:
+                    break
+                (size,) = _long_size(buffer, offset + 1)
+                start = offset + 9
+            else:
+                size = buffer[offset + 1]
+                start = offset + 2
+            if flags & COMMAND:
+                if flags & ~(LONG | COMMAND):
+                    raise ProtocolError(f"bad command flags 0x{flags:02x}")
+                if size > MAX_COMMAND:
+                    raise ProtocolError(f"a command of {size} bytes")
+            elif flags & ~(MORE | LONG):
+                raise ProtocolError(f"bad frame flags 0x{flags:02x}")
+            elif message_size + size > limit:
+                raise MessageTooLarge(
+                    f"a message of more than {limit} bytes ({message_size + size} so far)"
+                )
+            stop = start + size
+            if stop > end:
+                if size > 65536:
+                    self._need = stop - offset
+                    self._chunks = [buffer[offset:]]
+                    self._chunks_size = end - offset
+                    buffer = b""
+                    offset = end = 0
+                break
+            body = buffer[start:stop]
+            offset = stop
+            if flags & COMMAND:
+                self._command(body)
+            elif flags & MORE:
+                frames.append(body)
+                message_size += size
+                if len(frames) >= MAX_FRAMES:
+                    raise ProtocolError(f"a message of more than {MAX_FRAMES} frames")
+            else:
+                frames.append(body)
+                messages.append(frames)
+                frames = []
+                message_size = 0
+        self._frames = frames
+        self._message_size = message_size
+        self._buffer = buffer[offset:] if offset < end else b""
+
+    def _command(self, body):
+        name, data = split_command(body)
+        if name == b"PING":
+            # PING: a 2-octet TTL, then up to 16 octets of context to echo.
+            self._write(command(b"PONG", data[2:18]))
+        elif name == b"ERROR":
+            raise PeerError(f"error from peer: {error_reason(data)}")
+        # PONG, SUBSCRIBE and the like need no answer here.
+
+
+def _one_frame(buffer, offset, max_size):
+    """``(flags, body, next offset)`` of the frame at ``offset``, or None if incomplete."""
+    end = len(buffer)
+    if end - offset < 2:
+        return None
+    flags = buffer[offset]
+    if flags & LONG:
+        if end - offset < 9:
+            return None
+        (size,) = _long_size(buffer, offset + 1)
+        start = offset + 9
+    else:
+        size = buffer[offset + 1]
+        start = offset + 2
+    if size > max_size:
+        raise ProtocolError(f"a handshake frame of {size} bytes")
+    if end - start < size:
+        return None
+    return flags, buffer[start : start + size], start + size
 
 # Events framed for the wire: the client's hot path.
 

@@ -1,165 +1,310 @@
-"""The collector service: receive events on the collection port and route them.
+"""The collector service: the collection port, a ZMTP server, and routing.
 
-A PULL socket bound to the collection address, read in bounded batches
-(`blueox.oxd.zmqio`). Each message must be two frames: a version 3 header
-(`blueox.wire`) and a body. The header is parsed to route the event by type
-and end time; the body is NOT decoded by default (decoding would cost more
-than everything else oxd does per event): it must be non-empty and start
-with a msgpack map marker, which catches garbage and empty bodies but not a
-truncated map. ``check_bodies`` decodes every body fully instead.
+The collection port is a Twisted TCP server speaking ZMTP 3.0/3.1, the
+ZeroMQ protocol (`blueox.zmtp.Connection` holds the protocol itself; a
+`CollectorProtocol` per connection feeds it what arrives). It accepts:
 
-Hostile input never stops the collector; each refusal is counted in
-``rejected`` by a stable reason: the `blueox.wire` reasons (``frame_count``,
-``short_header``, ``unknown_version``, ``bad_header``, ``bad_body``), plus
-``bad_time`` (an end time that is not a date), ``empty_type`` and
-``unsafe_type`` (type names that cannot be file names). Messages larger
-than ``max_message_size`` never reach us: ZeroMQ (``MAXMSGSIZE``) drops
-the sender's connection, which is counted in ``connections.disconnected``.
+* PUSH peers (applications: any libzmq PUSH, pyzmq, BlueOx 0.11, our own
+  client) sending version 3 messages, one event each;
+* link peers (another oxd, as a DEALER) sending version 4 batches, which are
+  acknowledged on the same connection once durable (SPEC section 9).
 
-Accepted events go to the stats, then to each sink: the writer, the
-publisher and the forwarder, whichever exist.
+Older ZMTP versions, other socket types, oversized messages (counted as
+``too_large``) and protocol errors close the connection with one
+rate-limited log line; the limits are per connection (message size, frames
+per message) and in all (``max_connections``). Reading is fair: each
+connection's chunk is handled as it arrives, and a peer that does not read
+what we send (acknowledgements, PONGs) has its reading paused until it does.
+
+Every event is checked before it is kept: its header (`blueox.wire`), its
+type name (one that can name a file), its end time, and its body, which must
+be exactly one well-formed msgpack map (msgpack's C ``skip`` over it, about
+0.2 us an event; ``check_bodies`` decodes it fully instead). Refusals are
+counted in ``rejected`` by reason. An end time more than a day ahead of our
+clock or older than ``max_event_age`` is filed under the receive time and
+counted in ``retimed``; one that is not a date is rejected (``bad_time``).
+
+Accepted events go to the stats, then to each sink: the writer (a version 4
+group whose events share a file is appended with one write), the publisher
+and the forwarder. A batch is acknowledged after its events are written
+and flushed (``fsync`` "batch": fsynced too; "interval": the
+acknowledgements wait for the next periodic fsync) and its sequence is
+recorded in the `LinkTable`; a batch already recorded is acknowledged as a
+duplicate and dropped.
 """
 
+import math
 import struct
 
-import zmq
+import msgpack
 from twisted.application.service import Service
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from zmq.utils.monitor import parse_monitor_message
+from zope.interface import implementer
 
-from blueox import wire
+from blueox import wire, zmtp
+from blueox.oxd.config import FSYNC_POLICIES
 from blueox.oxd.writer import unsafe_type_reason
-from blueox.oxd.zmqio import ZmqSocket, open_socket
 
-__all__ = ["CollectorService"]
+__all__ = ["CollectorService", "CollectorFactory", "CollectorProtocol"]
 
-# Event end times oxd routes: from the epoch up to the end of year 9999.
+# Event end times oxd accepts at all: from the epoch up to the end of year 9999.
 MAX_END_TIME = 253402300800.0
+# An event ending further ahead than this is filed under the receive time.
+MAX_FUTURE = 86400.0
 
-# Each rejection reason is logged at most this often (seconds), unless -vv.
+# Each warning is logged at most this often (seconds) per reason, unless -vv.
 REJECT_LOG_INTERVAL = 60.0
+
+# What we announce to link peers in our READY: the batch version we speak.
+LINK_PROPERTY = (b"X-BlueOx-Link", b"4")
 
 # msgpack map markers: fixmap, map 16, map 32.
 _MAP_MARKERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 
 _end_time = struct.Struct("!d").unpack_from
 
-_MONITOR_EVENTS = {
-    zmq.EVENT_ACCEPTED: "accepted",
-    zmq.EVENT_DISCONNECTED: "disconnected",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_failed",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
-}
+
+@implementer(IPushProducer)
+class CollectorProtocol(Protocol):
+    """One peer on the collection port: ZMTP in, messages to the collector."""
+
+    def __init__(self, collector):
+        self._collector = collector
+        self._zmtp = None
+        self._timeout = None
+        self.can_reply = False
+        self.peer = "?"
+
+    def connectionMade(self):
+        collector = self._collector
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self._zmtp = zmtp.Connection(
+            self.transport.write,
+            max_message_size=collector.max_message_size,
+            properties=(LINK_PROPERTY,),
+        )
+        # When the peer does not read what we send, stop reading from it.
+        self.transport.registerProducer(self, True)
+        self._timeout = collector.clock.callLater(
+            collector.handshake_timeout, self._handshake_timeout
+        )
+        self._zmtp.start()
+
+    def dataReceived(self, data):
+        connection = self._zmtp
+        if connection is None:
+            return
+        try:
+            messages = connection.feed(data)
+        except zmtp.ProtocolError as e:
+            return self._fail(e)
+        if self._timeout is not None and connection.ready:
+            self._timeout.cancel()
+            self._timeout = None
+            self.can_reply = connection.peer_type != b"PUSH"
+        if messages:
+            self._collector.messages_received(messages, self)
+        if connection.error is not None:
+            self._fail(connection.error)
+
+    def send(self, frames):
+        """Send one message back to the peer (acknowledgements)."""
+        if self._zmtp is not None and self.connected:
+            self._zmtp.send_message(frames)
+
+    def _fail(self, error):
+        self._zmtp = None
+        self._collector.connection_failed(self, error)
+        self.transport.abortConnection()
+
+    def _handshake_timeout(self):
+        self._timeout = None
+        self._fail(zmtp.ProtocolError("no ZMTP handshake within the time allowed"))
+
+    def connectionLost(self, reason):
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+        self._zmtp = None
+        self._collector.connection_lost(self)
+
+    # IPushProducer, for our writes to the transport.
+
+    def pauseProducing(self):
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self.transport.resumeProducing()
+
+    def stopProducing(self):
+        pass
+
+
+class CollectorFactory(Factory):
+    """Builds a `CollectorProtocol` per connection, up to ``max_connections``."""
+
+    def __init__(self, collector, max_connections):
+        self._collector = collector
+        self._max_connections = max_connections
+        self.protocols = set()
+
+    def buildProtocol(self, addr):
+        if len(self.protocols) >= self._max_connections:
+            self._collector.connection_refused(addr)
+            return None
+        protocol = CollectorProtocol(self._collector)
+        protocol.factory = self
+        self.protocols.add(protocol)
+        self._collector.stats.connections["accepted"] += 1
+        return protocol
 
 
 class CollectorService(Service):
-    """Receive on ``address`` and hand events to ``writer``/``publisher``/``forwarder``."""
+    """Collect on ``address`` and hand events to ``writer``/``publisher``/``forwarder``.
+
+    ``links`` (a `LinkTable`) remembers the batches made durable; without
+    it version 4 batches are refused.
+    """
 
     log = Logger()
 
     def __init__(
         self,
         address,
-        context,
         reactor,
         stats,
         writer=None,
         publisher=None,
         forwarder=None,
+        links=None,
         max_message_size=1024 * 1024,
-        receive_hwm=50_000,
+        max_connections=1024,
+        max_batch_bytes=wire.MAX_BATCH_BYTES,
         check_bodies=False,
+        max_event_age=7 * 86400.0,
+        fsync="never",
+        fsync_interval=1.0,
+        handshake_timeout=10.0,
         verbosity=0,
         name_cache_size=4096,
     ):
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy {fsync!r} is not one of {FSYNC_POLICIES}")
         self.address = address
         self.port = None
-        self._context = context
+        self.clock = reactor
         self._reactor = reactor
-        self._stats = stats
+        self.stats = stats
         self._writer = writer
         self._publisher = publisher
         self._forwarder = forwarder
-        self._max_message_size = max_message_size
-        self._receive_hwm = receive_hwm
+        self._links = links
+        self.max_message_size = max_message_size
+        self.handshake_timeout = handshake_timeout
+        self._max_batch_bytes = max_batch_bytes
         self._check_bodies = check_bodies
+        self._max_event_age = max_event_age
+        self._fsync = fsync
         self._verbosity = verbosity
         self._sources = {}
         self._name_cache_size = name_cache_size
         self._last_end = None
-        self._reject_logged = {}
-        self._socket = None
-        self._monitor = None
+        self._logged = {}
+        self._listening = None
+        self._held_acks = []
+        self._sync_loop = None
+        if fsync == "interval":
+            self._sync_loop = LoopingCall(self.sync)
+            self._sync_loop.clock = reactor
+            self._fsync_interval = fsync_interval
+        self.factory = CollectorFactory(self, max_connections)
+        self._new_unpacker()
+        self._update_time_bounds()
+
+    # Service
 
     def startService(self):
-        options = {
-            zmq.RCVHWM: self._receive_hwm,
-            zmq.MAXMSGSIZE: self._max_message_size,
-            zmq.LINGER: 0,
-        }
-        socket, _ = open_socket(
-            self._context, zmq.PULL, options, lambda s: s.bind(self.address.endpoint())
+        host = self.address.host
+        self._listening = self._reactor.listenTCP(
+            self.address.port,
+            self.factory,
+            backlog=128,
+            interface="" if host in ("*", "0.0.0.0") else host,
         )
-        self.port = self.address.port
-        monitor = socket.get_monitor_socket(
-            zmq.EVENT_ACCEPTED
-            | zmq.EVENT_DISCONNECTED
-            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-        )
-        self._monitor = ZmqSocket(self._reactor, monitor, on_message=self._monitor_event)
-        self._socket = ZmqSocket(
-            self._reactor,
-            socket,
-            on_message=self.message_received,
-            on_batch_end=self.batch_end,
-        )
-        self.log.info("collecting on {address}", address=str(self.address))
+        self.port = self._listening.getHost().port
+        if self._sync_loop is not None:
+            self._sync_loop.start(self._fsync_interval, now=False)
+        self.log.info("collecting on {host}:{port}", host=host, port=self.port)
         super().startService()
 
     def stopService(self):
-        """Stop collecting: handle what is already queued, then close."""
+        """Stop collecting: read what peers already sent (bounded), then close."""
         super().stopService()
-        if self._socket is not None:
-            handled = self._socket.drain(limit=self._receive_hwm)
-            if handled:
-                self.log.info("handled {count} queued events while stopping", count=handled)
-            self._socket.socket.disable_monitor()
-            self._socket.close()
-        if self._monitor is not None:
-            self._monitor.close()
+        if self._listening is not None:
+            self._listening.stopListening()
+            self._listening = None
+        handled = self.stats.received
+        for protocol in list(self.factory.protocols):
+            read = getattr(protocol.transport, "doRead", None)
+            for _ in range(256):
+                if read is None or protocol._zmtp is None or read() is not None:
+                    break
+        handled = self.stats.received - handled
+        if handled:
+            self.log.info("handled {count} events already sent while stopping", count=handled)
+        if self._sync_loop is not None and self._sync_loop.running:
+            self._sync_loop.stop()
+        self.sync()
+        for protocol in list(self.factory.protocols):
+            protocol.transport.abortConnection()
 
-    def _monitor_event(self, frames):
-        name = _MONITOR_EVENTS.get(parse_monitor_message(frames)["event"])
-        if name is not None:
-            self._stats.connections[name] += 1
+    # Connections
 
-    def _reject(self, reason, detail=""):
-        """Count a refused message; log it (each reason at most once a minute, unless -vv)."""
-        self._stats.reject(reason)
-        now = self._reactor.seconds()
-        last = self._reject_logged.get(reason)
-        if self._verbosity >= 2 or last is None or now - last >= REJECT_LOG_INTERVAL:
-            self._reject_logged[reason] = now
-            self.log.warn(
-                "rejected a message ({reason}: {detail}); {count} rejected for this reason so far",
-                reason=reason,
-                detail=detail,
-                count=self._stats.rejected[reason],
-            )
+    def connection_refused(self, addr):
+        self.stats.connections["refused"] += 1
+        self._warn(
+            "refused",
+            "refused a connection from {peer}: {count} connections already",
+            peer=f"{getattr(addr, 'host', '?')}:{getattr(addr, 'port', '?')}",
+            count=len(self.factory.protocols),
+        )
 
-    def _source_for(self, header):
-        """The parsed, checked names of a header (cached by their bytes)."""
-        key = header[9:]
-        source = self._sources.get(key)
-        if source is None:
-            if len(self._sources) >= self._name_cache_size:
-                self._sources.clear()
-            source = self._sources[key] = _Source(header, self._stats)
-        return source
+    def connection_failed(self, protocol, error):
+        reason = error.reason
+        if reason == "too_large":
+            self.stats.reject("too_large")
+        else:
+            self.stats.connections[reason] += 1
+        self._warn(
+            reason,
+            "closed the connection from {peer}: {error}",
+            peer=protocol.peer,
+            error=str(error),
+        )
+
+    def connection_lost(self, protocol):
+        self.factory.protocols.discard(protocol)
+        self.stats.connections["disconnected"] += 1
+
+    # Messages
+
+    def messages_received(self, messages, protocol=None):
+        """Handle the messages one chunk from ``protocol`` completed."""
+        self._update_time_bounds()
+        for frames in messages:
+            first = frames[0]
+            if first and first[0] == wire.BATCH_VERSION:
+                self.batch_received(frames, protocol)
+            else:
+                self.message_received(frames)
+        self.batch_end(True)
 
     def message_received(self, frames):
-        """Check, count and route one received message."""
+        """Check, count and route one version 3 message."""
         if len(frames) != 2:
             return self._reject("frame_count", f"{len(frames)} frames")
         header, body = frames
@@ -172,18 +317,19 @@ class CollectorService(Service):
         if source.reason is not None:
             return self._reject(source.reason, repr(source.detail))
         end = _end_time(header, 1)[0]
-        if not 0.0 <= end < MAX_END_TIME:
-            return self._reject("bad_time", repr(end))
-        if not body or body[0] not in _MAP_MARKERS:
-            return self._reject("bad_body", "not a msgpack map")
-        if self._check_bodies:
-            try:
-                wire.decode_body(body)
-            except wire.WireError as e:
-                return self._reject(e.reason, str(e))
+        if not self._body_ok(body):
+            return self._reject("bad_body", "not one well-formed msgpack map")
+        if self._time_low <= end <= self._time_high:
+            file_end = end
+        else:
+            file_end = self._retime(end)
+            if file_end is None:
+                return None
+        self._accept(source, end, file_end, body, frames)
 
-        # Stats, inlined: this runs for every event.
-        self._stats.received += 1
+    def _accept(self, source, end, file_end, body, frames=None):
+        stats = self.stats
+        stats.received += 1
         self._last_end = end
         tally = source.type_tally
         tally.count += 1
@@ -192,19 +338,258 @@ class CollectorService(Service):
         tally.count += 1
         tally.last = end
         if self._writer is not None:
-            self._writer.write(source.type_name, end, body)
+            self._writer.write(source.type_name, file_end, body)
         if self._publisher is not None and self._publisher.active:
             self._publisher.publish(source.type_bytes, body)
         if self._forwarder is not None:
-            self._forwarder.forward(frames, len(header) + len(body))
+            if frames is None:
+                frames = [wire.pack_header(end, source.host, source.type_name), body]
+            self._forwarder.forward(frames, len(frames[0]) + len(body))
 
     def batch_end(self, drained):
-        """After each batch: note the arrival time; flush soon when nothing waits."""
+        """After each chunk: note the arrival time; flush soon when nothing waits."""
         if self._last_end is not None:
-            self._stats.received_at(self._reactor.seconds(), self._last_end)
+            self.stats.received_at(self._reactor.seconds(), self._last_end)
             self._last_end = None
         if drained and self._writer is not None:
             self._writer.flush_soon()
+
+    # Version 4 batches
+
+    def batch_received(self, frames, protocol=None):
+        """Check, store and acknowledge one version 4 batch."""
+        stats = self.stats
+        try:
+            batch = wire.decode_batch(frames, max_bytes=self._max_batch_bytes)
+        except wire.WireError as e:
+            self._reject(e.reason, str(e))
+            try:
+                link_id, sequence = wire.unpack_batch_header(frames[0])[:2]
+            except wire.WireError:
+                return
+            return self._acknowledge(protocol, link_id, sequence, wire.ACK_REJECTED)
+        if self._links is None:
+            self._reject("no_links", "this oxd does not accept batches")
+            return self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_REJECTED)
+        stats.batches["received"] += 1
+        if self._links.is_duplicate(batch.link_id, batch.sequence):
+            stats.batches["duplicate"] += 1
+            stats.duplicates += batch.count
+            return self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_DUPLICATE)
+        write_errors = stats.dropped["write_error"]
+        for group in batch.groups:
+            self._group_received(group)
+        if not self._make_durable():
+            return None
+        if stats.dropped["write_error"] != write_errors:
+            # Not stored: no acknowledgement, so the sender sends it again.
+            return None
+        self._links.record(batch.link_id, batch.sequence, fsync=self._fsync == "batch")
+        stats.batches["stored"] += 1
+        self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_STORED)
+
+    def _group_received(self, group):
+        count = len(group.ends)
+        if not count:
+            return
+        source = self._group_source(group.type, group.host)
+        if source.reason is not None:
+            return self._reject(source.reason, repr(group.type), count)
+        ends, sizes, bodies = group.ends, group.sizes, group.bodies
+        bad = self._bad_bodies(bodies, sizes)
+        first, last = min(ends), max(ends)
+        writer = self._writer
+        if (
+            not bad
+            and self._time_low <= first
+            and last <= self._time_high
+            and not math.isnan(math.fsum(ends))
+            and (writer is None or writer.same_file(first, last))
+        ):
+            # The usual case: the whole group goes to one file in one write.
+            self.stats.received += count
+            self._last_end = ends[-1]
+            for tally in (source.type_tally, source.host_tally):
+                tally.count += count
+                tally.last = ends[-1]
+            if writer is not None:
+                writer.write_group(source.type_name, first, bodies, count)
+            if self._forwarder is None and not (
+                self._publisher is not None and self._publisher.active
+            ):
+                return None
+            offset = 0
+            for end, size in zip(ends, sizes):
+                body = bodies[offset : offset + size]
+                offset += size
+                if self._publisher is not None and self._publisher.active:
+                    self._publisher.publish(source.type_bytes, body)
+                if self._forwarder is not None:
+                    header = wire.pack_header(end, source.host, source.type_name)
+                    self._forwarder.forward([header, body], len(header) + size)
+            return None
+        offset = 0
+        for index, (end, size) in enumerate(zip(ends, sizes)):
+            body = bodies[offset : offset + size]
+            offset += size
+            if index in bad:
+                self._reject("bad_body", "not one well-formed msgpack map")
+                continue
+            if self._time_low <= end <= self._time_high:
+                file_end = end
+            else:
+                file_end = self._retime(end)
+                if file_end is None:
+                    continue
+            self._accept(source, end, file_end, body)
+        return None
+
+    def _bad_bodies(self, bodies, sizes):
+        """The indices of the bodies in ``bodies`` that are not one msgpack map each."""
+        bad = set()
+        if self._check_bodies:
+            offset = 0
+            for index, size in enumerate(sizes):
+                try:
+                    if not isinstance(wire.decode_body(bodies[offset : offset + size]), dict):
+                        bad.add(index)
+                except wire.WireError:
+                    bad.add(index)
+                offset += size
+            return bad
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(bodies)
+        skip, tell = unpacker.skip, unpacker.tell
+        base = 0  # where the unpacker's data starts in bodies
+        offset = 0
+        for index, size in enumerate(sizes):
+            stop = offset + size
+            ok = size > 0 and bodies[offset] in _MAP_MARKERS
+            if ok:
+                try:
+                    skip()
+                    ok = base + tell() == stop
+                except Exception:
+                    ok = False
+            if not ok:
+                bad.add(index)
+                unpacker = msgpack.Unpacker()
+                unpacker.feed(bodies[stop:])
+                skip, tell = unpacker.skip, unpacker.tell
+                base = stop
+            offset = stop
+        return bad
+
+    def _make_durable(self):
+        """Flush (and fsync per policy) what was written; False if that failed."""
+        writer = self._writer
+        if writer is None:
+            return True
+        return writer.flush_pending(fsync=self._fsync == "batch")
+
+    def _acknowledge(self, protocol, link_id, sequence, status):
+        if protocol is None or not protocol.can_reply:
+            return
+        ack = [wire.encode_ack(link_id, sequence, status)]
+        if self._fsync == "interval":
+            self._held_acks.append((protocol, ack))
+        else:
+            protocol.send(ack)
+
+    def sync(self):
+        """Fsync what was written, then send the acknowledgements that waited for it."""
+        if self._writer is not None:
+            self._writer.flush_pending(fsync=self._fsync != "never")
+        if self._links is not None and self._fsync != "never":
+            self._links.sync()
+        held, self._held_acks = self._held_acks, []
+        for protocol, ack in held:
+            protocol.send(ack)
+
+    # Checks
+
+    def _body_ok(self, body):
+        """Whether ``body`` is exactly one well-formed msgpack map."""
+        if not body or body[0] not in _MAP_MARKERS:
+            return False
+        if self._check_bodies:
+            try:
+                return isinstance(wire.decode_body(body), dict)
+            except wire.WireError:
+                return False
+        unpacker = self._unpacker
+        unpacker.feed(body)
+        self._fed += len(body)
+        try:
+            unpacker.skip()
+        except Exception:
+            self._new_unpacker()
+            return False
+        if unpacker.tell() != self._fed:
+            self._new_unpacker()
+            return False
+        return True
+
+    def _new_unpacker(self):
+        self._unpacker = msgpack.Unpacker(max_buffer_size=max(self.max_message_size, 1024))
+        self._fed = 0
+
+    def _update_time_bounds(self):
+        now = self._reactor.seconds()
+        self._time_low = max(0.0, now - self._max_event_age)
+        self._time_high = now + MAX_FUTURE
+
+    def _retime(self, end):
+        """The time to file an event under when ``end`` is out of bounds; None if rejected."""
+        if not 0.0 <= end < MAX_END_TIME:
+            self._reject("bad_time", repr(end))
+            return None
+        reason = "future" if end > self._time_high else "too_old"
+        self.stats.retimed[reason] += 1
+        self._warn(
+            reason,
+            "filed an event under the receive time: its end time {end} is {what}",
+            end=end,
+            what="more than a day ahead" if reason == "future" else "older than --max-event-age",
+        )
+        return self._reactor.seconds()
+
+    def _reject(self, reason, detail="", count=1):
+        """Count refused events; log it (each reason at most once a minute, unless -vv)."""
+        self.stats.reject(reason, count)
+        self._warn(
+            reason,
+            "rejected a message ({reason}: {detail}); {count} rejected for this reason so far",
+            reason=reason,
+            detail=detail,
+            count=self.stats.rejected[reason],
+        )
+
+    def _warn(self, key, format, **kw):
+        now = self._reactor.seconds()
+        last = self._logged.get(key)
+        if self._verbosity >= 2 or last is None or now - last >= REJECT_LOG_INTERVAL:
+            self._logged[key] = now
+            self.log.warn(format, **kw)
+
+    def _source_for(self, header):
+        """The parsed, checked names of a header (cached by their bytes)."""
+        key = header[9:]
+        source = self._sources.get(key)
+        if source is None:
+            if len(self._sources) >= self._name_cache_size:
+                self._sources.clear()
+            source = self._sources[key] = _Source.from_header(header, self.stats)
+        return source
+
+    def _group_source(self, type_name, host):
+        key = (type_name, host)
+        source = self._sources.get(key)
+        if source is None:
+            if len(self._sources) >= self._name_cache_size:
+                self._sources.clear()
+            source = self._sources[key] = _Source(host, type_name, self.stats)
+        return source
 
 
 class _Source:
@@ -212,20 +597,21 @@ class _Source:
 
     __slots__ = ("host", "type_name", "type_bytes", "reason", "detail", "type_tally", "host_tally")
 
-    def __init__(self, header, stats):
-        self.detail = header[73:]
+    def __init__(self, host, type_name, stats, reason=None, detail=None):
+        self.host = host
+        self.type_name = type_name
+        self.detail = detail if detail is not None else type_name
+        self.reason = reason if reason is not None else unsafe_type_reason(type_name)
+        self.type_bytes = type_name.encode("utf-8") if type_name is not None else None
+        if self.reason is None:
+            self.type_tally, self.host_tally = stats.tallies(host, type_name)
+        else:
+            self.type_tally = self.host_tally = None
+
+    @classmethod
+    def from_header(cls, header, stats):
         try:
             parsed = wire.unpack_header(header)
         except wire.WireError as e:
-            self.reason = e.reason
-            self.host = self.type_name = self.type_bytes = None
-            self.type_tally = self.host_tally = None
-            return
-        self.host = parsed.host
-        self.type_name = parsed.type
-        self.type_bytes = parsed.type.encode("utf-8")
-        self.reason = unsafe_type_reason(parsed.type)
-        if self.reason is None:
-            self.type_tally, self.host_tally = stats.tallies(parsed.host, parsed.type)
-        else:
-            self.type_tally = self.host_tally = None
+            return cls(None, None, stats, reason=e.reason, detail=header[73:])
+        return cls(parsed.host, parsed.type, stats, detail=header[73:])

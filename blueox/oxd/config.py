@@ -7,7 +7,10 @@ Nothing reads options or environment variables after that.
 
 from dataclasses import dataclass
 
-__all__ = ["OxdConfig", "Address"]
+__all__ = ["OxdConfig", "Address", "FSYNC_POLICIES"]
+
+# When written files are fsynced before a batch is acknowledged.
+FSYNC_POLICIES = ("never", "batch", "interval")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,11 @@ class OxdConfig:
     spool_max_events: int = 100_000
     spool_max_bytes: int = 64 * 1024 * 1024
     max_message_size: int = 1024 * 1024
-    receive_hwm: int = 50_000
+    max_connections: int = 1024
+    max_event_age: float = 7 * 86400.0
+    fsync: str = "never"
+    fsync_interval: float = 1.0
+    state_path: str | None = None
     stream_hwm: int = 10_000
     forward_hwm: int = 200
     drain_timeout: float = 5.0

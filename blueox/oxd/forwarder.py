@@ -84,7 +84,6 @@ class ForwarderService(Service):
                 self._stats.forwarded += 1
                 return
         if self.spool.push(frames, size):
-            self._stats.spooled += 1
             self._warned_full = False
             self._schedule_retry()
         else:

@@ -18,11 +18,13 @@ import socket as stdlib_socket
 import zmq
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from blueox.oxd.collector import CollectorService
 from blueox.oxd.control import ControlService
 from blueox.oxd.forwarder import ForwarderService
+from blueox.oxd.links import LinkTable
 from blueox.oxd.publisher import PublisherService
 from blueox.oxd.spool import Spool
 from blueox.oxd.stats import StallProbe, Stats
@@ -78,17 +80,21 @@ class OxdService(MultiService):
                 hwm=config.forward_hwm,
                 drain_timeout=config.drain_timeout,
             )
+        self.links = LinkTable(reactor, path=self._links_path())
         self.collector = CollectorService(
             config.collect,
-            context,
             reactor,
             stats,
             writer=self.writer,
             publisher=self.publisher,
             forwarder=self.forwarder,
+            links=self.links,
             max_message_size=config.max_message_size,
-            receive_hwm=config.receive_hwm,
+            max_connections=config.max_connections,
             check_bodies=config.check_bodies,
+            max_event_age=config.max_event_age,
+            fsync=config.fsync,
+            fsync_interval=config.fsync_interval,
             verbosity=config.verbosity,
         )
         self.control = ControlService(
@@ -111,11 +117,20 @@ class OxdService(MultiService):
             if child is not None:
                 child.setServiceParent(self)
 
+    def _links_path(self):
+        """Where the link table is journaled: --state-path, else LOG_PATH/.oxd."""
+        state_path = self.config.state_path
+        if state_path is None and self.config.log_path is not None:
+            state_path = os.path.join(self.config.log_path, ".oxd")
+        if state_path is None:
+            return None
+        return os.path.join(state_path, "links")
+
     def startService(self):
         self._build()
         try:
             super().startService()
-        except (zmq.ZMQError, OSError) as e:
+        except (zmq.ZMQError, OSError, CannotListenError) as e:
             self.log.critical("oxd cannot start: {error}", error=e)
             self._close_after_failed_start()
             if self._exit_on_failed_start:
@@ -153,6 +168,7 @@ class OxdService(MultiService):
         if self.forwarder is not None:
             yield self.forwarder.stopService()
         self.control.stopService()
+        self.links.close()
         self.log.info(
             "oxd stopped: {received} received, {written} written, "
             "{forwarded} forwarded, dropped {dropped}, rejected {rejected}",
@@ -170,7 +186,10 @@ class OxdService(MultiService):
         self._reactor.stop()
 
     def status(self):
-        """The ``STATUS`` reply."""
+        """The ``STATUS`` reply; what is buffered is flushed first, so the
+        counters add up (see `Stats.balance`)."""
+        if self.writer is not None and self.writer.running:
+            self.writer.flush_pending()
         status = self.stats.snapshot()
         status.update(self.stall_probe.snapshot())
         status.update(
@@ -182,6 +201,12 @@ class OxdService(MultiService):
                 "stream": self.publisher.port,
             },
             queued=len(self.forwarder.spool) if self.forwarder else 0,
+            spooled=len(self.forwarder.spool) if self.forwarder else 0,
+            unaccounted=self.stats.balance(
+                self.writer is not None,
+                self.forwarder is not None,
+                len(self.forwarder.spool) if self.forwarder else 0,
+            ),
             queued_bytes=self.forwarder.spool.bytes if self.forwarder else 0,
             open_files=self.writer.open_files if self.writer else 0,
             subscriptions=self.publisher.subscriptions,

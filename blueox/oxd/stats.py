@@ -14,7 +14,11 @@ from collections import Counter, deque
 
 from twisted.internet.task import LoopingCall
 
-__all__ = ["Stats", "StallProbe"]
+__all__ = ["Stats", "StallProbe", "WRITE_DROPS", "FORWARD_DROPS"]
+
+# The drop reasons of each role.
+WRITE_DROPS = ("write_error",)
+FORWARD_DROPS = ("spool_full", "shutdown")
 
 
 class _Tally:
@@ -41,9 +45,11 @@ class Stats:
         self.written = 0
         self.forwarded = 0
         self.published = 0
-        self.spooled = 0
         self.dropped = Counter()
         self.rejected = Counter()
+        self.retimed = Counter()
+        self.batches = Counter()
+        self.duplicates = 0
         self.connections = Counter()
         self.last = None
         self.lag = None
@@ -92,6 +98,23 @@ class Stats:
         """Count valid events that could not be kept, by reason."""
         self.dropped[reason] += count
 
+    def balance(self, writing, forwarding, spooled=0):
+        """Per role, the events received and not yet accounted for (0 when all is well).
+
+        Every accepted event ends up written, forwarded, spooled (waiting to
+        be forwarded) or dropped for a reason of that role:
+        ``received = written + dropped`` for the writer and
+        ``received = forwarded + spooled + dropped`` for the forwarder.
+        """
+        balance = {}
+        if writing:
+            dropped = sum(self.dropped[reason] for reason in WRITE_DROPS)
+            balance["write"] = self.received - self.written - dropped
+        if forwarding:
+            dropped = sum(self.dropped[reason] for reason in FORWARD_DROPS)
+            balance["forward"] = self.received - self.forwarded - spooled - dropped
+        return balance
+
     def snapshot(self):
         """A msgpack-able map of everything counted so far."""
         now = self._clock.seconds()
@@ -103,9 +126,11 @@ class Stats:
             "written": self.written,
             "forwarded": self.forwarded,
             "published": self.published,
-            "spooled": self.spooled,
             "dropped": dict(self.dropped),
             "rejected": dict(self.rejected),
+            "retimed": dict(self.retimed),
+            "batches": dict(self.batches),
+            "duplicates": self.duplicates,
             "connections": dict(self.connections),
             "untracked": self.untracked,
             "events": {name: t.as_dict() for name, t in self.events.items()},
@@ -147,6 +172,23 @@ class StallProbe:
             self.max_stall = stall
         if stall > self._threshold:
             self.recent.append((now, stall))
+
+    def balance(self, writing, forwarding, spooled=0):
+        """Per role, the events received and not yet accounted for (0 when all is well).
+
+        Every accepted event ends up written, forwarded, spooled (waiting to
+        be forwarded) or dropped for a reason of that role:
+        ``received = written + dropped`` for the writer and
+        ``received = forwarded + spooled + dropped`` for the forwarder.
+        """
+        balance = {}
+        if writing:
+            dropped = sum(self.dropped[reason] for reason in WRITE_DROPS)
+            balance["write"] = self.received - self.written - dropped
+        if forwarding:
+            dropped = sum(self.dropped[reason] for reason in FORWARD_DROPS)
+            balance["forward"] = self.received - self.forwarded - spooled - dropped
+        return balance
 
     def snapshot(self):
         return {

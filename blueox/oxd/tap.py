@@ -15,7 +15,7 @@ import sys
 from twisted.python import usage
 
 from blueox import ports
-from blueox.oxd.config import Address, OxdConfig
+from blueox.oxd.config import FSYNC_POLICIES, Address, OxdConfig
 
 __all__ = ["OxdOptions", "Options", "makeService"]
 
@@ -44,6 +44,27 @@ def _address(option, value, default_port):
     return Address(host, port)
 
 
+def _positive_float(value):
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"{value} is not a positive number")
+    return number
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value):
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
+    text = str(value).strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:], None)
+    number = float(text[:-1] if unit else text)
+    seconds = number * (unit or 1)
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{value} is not a positive duration")
+    return seconds
+
+
 def _port_range(value):
     low, sep, high = value.partition("-")
     try:
@@ -70,9 +91,9 @@ class OxdOptions(usage.Options):
         [
             "check-bodies",
             None,
-            "Decode every body and reject undecodable ones (slower). By "
-            "default only the header is parsed and the body must start "
-            "with a msgpack map.",
+            "Decode every body fully and reject undecodable ones (slower). By "
+            "default each body is checked to be exactly one well-formed "
+            "msgpack map without decoding it.",
         ],
     ]
 
@@ -113,16 +134,49 @@ class OxdOptions(usage.Options):
             "max-message-size",
             None,
             _defaults.max_message_size,
-            "Largest accepted message in bytes (ZeroMQ drops the sender's "
-            "connection past it)",
+            "Largest accepted message in bytes (the sender's connection is "
+            "dropped past it, as ZeroMQ does; counted as too_large)",
             _positive_int,
         ],
         [
-            "receive-hwm",
+            "max-connections",
             None,
-            _defaults.receive_hwm,
-            "ZeroMQ receive queue bound on the collection port, in messages",
+            _defaults.max_connections,
+            "Connections accepted on the collection port at once (more are refused)",
             _positive_int,
+        ],
+        [
+            "max-event-age",
+            None,
+            _defaults.max_event_age,
+            "Events older than this (or more than a day ahead) are filed under "
+            "the time they arrive; seconds, or with a suffix s, m, h or d "
+            "(7d = 604800)",
+            _duration,
+        ],
+        [
+            "fsync",
+            None,
+            _defaults.fsync,
+            "When written files are fsynced before a batch from another oxd is "
+            "acknowledged: never (flushed to the OS only; survives a crash of "
+            "oxd, not of the machine), batch (before each acknowledgement), or "
+            "interval (every --fsync-interval seconds; acknowledgements wait for it)",
+        ],
+        [
+            "fsync-interval",
+            None,
+            _defaults.fsync_interval,
+            "Seconds between fsyncs with --fsync=interval",
+            _positive_float,
+        ],
+        [
+            "state-path",
+            None,
+            None,
+            "Directory for oxd's own state (the batches each link has made "
+            "durable) [default: LOG_PATH/.oxd when --log-path is given, else "
+            "kept in memory]",
         ],
         [
             "drain-timeout",
@@ -165,6 +219,10 @@ class OxdOptions(usage.Options):
                 raise usage.UsageError(f"--log-path {log_path!r} is not a directory")
         if self["max-message-size"] < 256:
             raise usage.UsageError("--max-message-size must be at least 256 bytes")
+        if self["fsync"] not in FSYNC_POLICIES:
+            raise usage.UsageError(
+                f"--fsync must be one of {', '.join(FSYNC_POLICIES)}, not {self['fsync']!r}"
+            )
         self._config = self._build_config()
 
     def _build_config(self):
@@ -185,7 +243,11 @@ class OxdOptions(usage.Options):
             spool_max_events=self["spool-events"],
             spool_max_bytes=self["spool-bytes"],
             max_message_size=self["max-message-size"],
-            receive_hwm=self["receive-hwm"],
+            max_connections=self["max-connections"],
+            max_event_age=self["max-event-age"],
+            fsync=self["fsync"],
+            fsync_interval=self["fsync-interval"],
+            state_path=self["state-path"],
             drain_timeout=self["drain-timeout"],
             max_open_files=self["max-open-files"],
             stream_ports=_port_range(self["stream-ports"]),

@@ -70,7 +70,9 @@ def hour_bucket(end, rotate_hours=None):
 class _OpenLog:
     """One open log file: events of ``key`` (type, first hour) in hours [start, stop)."""
 
-    __slots__ = ("key", "path", "file", "identity", "pending", "last_write", "start", "stop")
+    __slots__ = (
+        "key", "path", "file", "identity", "pending", "last_write", "start", "stop", "unsynced"
+    )
 
     def __init__(self, key, path, file, identity, now, stop):
         self.key = key
@@ -81,6 +83,7 @@ class _OpenLog:
         self.last_write = now
         self.start = key[1]
         self.stop = stop
+        self.unsynced = False
 
 
 class WriterService(Service):
@@ -100,6 +103,7 @@ class WriterService(Service):
         buffer_size=64 * 1024,
         flush_delay=0.02,
         verbosity=0,
+        max_new_folders=16,
     ):
         self.log_path = os.path.abspath(log_path)
         self._stats = stats
@@ -118,6 +122,9 @@ class WriterService(Service):
         self._loop.clock = clock
         self._flush_interval = flush_interval
         self._last_error_log = None
+        # Date folders created this minute: (minute, count).
+        self._max_new_folders = max_new_folders
+        self._new_folders = (None, 0)
 
     @property
     def open_files(self):
@@ -135,8 +142,8 @@ class WriterService(Service):
         self.flush_pending()
         self.close_all()
 
-    def write(self, type_name, end, body):
-        """Append ``body`` to the file for ``type_name`` at time ``end``."""
+    def write(self, type_name, end, body, count=1):
+        """Append ``body`` (``count`` events) to the file for ``type_name`` at time ``end``."""
         hours = int(end // SECONDS_PER_HOUR)
         entry = self._current.get(type_name)
         if entry is None or not entry.start <= hours < entry.stop:
@@ -146,29 +153,55 @@ class WriterService(Service):
         try:
             entry.file.write(body)
         except (OSError, ValueError) as e:
-            self._stats.drop("write_error", entry.pending + 1)
+            self._stats.drop("write_error", entry.pending + count)
             entry.pending = 0
             self._close(entry.key, e)
             return
         if not entry.pending:
             self._pending.append(entry)
-        entry.pending += 1
+        entry.pending += count
+
+    write_group = write
+
+    def same_file(self, first, last):
+        """Whether events ending at ``first`` and ``last`` go to the same file."""
+        period = (self._rotate_hours or HOURS_PER_DAY) * SECONDS_PER_HOUR
+        return first // period == last // period and (
+            first // (HOURS_PER_DAY * SECONDS_PER_HOUR) == last // (HOURS_PER_DAY * SECONDS_PER_HOUR)
+        )
 
     def flush_soon(self):
         """Flush what was written within ``flush_delay`` seconds."""
         if self._pending and self._flush_call is None:
             self._flush_call = self._clock.callLater(self._flush_delay, self.flush_pending)
 
-    def flush_pending(self):
-        """Flush the files written since the last flush."""
+    def flush_pending(self, fsync=False):
+        """Flush the files written since the last flush; with ``fsync``, fsync
+        every file written since the last fsync too.
+
+        Returns False when a flush or fsync failed (those events are counted
+        as dropped, ``write_error``).
+        """
         if self._flush_call is not None:
             if self._flush_call.active():
                 self._flush_call.cancel()
             self._flush_call = None
         pending, self._pending = self._pending, []
+        ok = True
         for entry in pending:
             if self._open.get(entry.key) is entry:
-                self._flush(entry.key, entry)
+                ok = self._flush(entry.key, entry) and ok
+        if fsync:
+            for key, entry in list(self._open.items()):
+                if entry.unsynced:
+                    try:
+                        os.fsync(entry.file.fileno())
+                    except (OSError, ValueError) as e:
+                        ok = False
+                        self._close(key, e)
+                    else:
+                        entry.unsynced = False
+        return ok
 
     def _entry_for(self, type_name, hours):
         """The open file for ``type_name`` at ``hours``, opening it if need be."""
@@ -176,11 +209,32 @@ class WriterService(Service):
         key = (type_name, bucket)
         entry = self._open.get(key)
         if entry is None:
+            if not self._may_use_folder(bucket):
+                # Too many new date folders this minute: file it under now.
+                self._stats.retimed["folder_limit"] += 1
+                now = self._clock.seconds()
+                key = (type_name, hour_bucket(now, self._rotate_hours))
+                entry = self._open.get(key)
+        if entry is None:
             entry = self._open_log(key)
             if entry is None:
                 return None
         self._current[type_name] = entry
         return entry
+
+    def _may_use_folder(self, bucket):
+        """Whether the date folder of ``bucket`` exists or may be created now."""
+        day = time.strftime("%Y%m%d", time.gmtime(bucket * SECONDS_PER_HOUR))
+        if os.path.isdir(os.path.join(self.log_path, day)):
+            return True
+        minute = int(self._clock.seconds() // 60)
+        last_minute, count = self._new_folders
+        if last_minute != minute:
+            count = 0
+        if count >= self._max_new_folders:
+            return False
+        self._new_folders = (minute, count + 1)
+        return True
 
     def _open_log(self, key):
         type_name, bucket = key
@@ -228,6 +282,7 @@ class WriterService(Service):
             return False
         self._stats.written += entry.pending
         entry.pending = 0
+        entry.unsynced = True
         entry.last_write = self._clock.seconds()
         return True
 

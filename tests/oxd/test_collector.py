@@ -49,7 +49,6 @@ class CollectorTests(SynchronousTestCase):
     def make_collector(self, **kw):
         return CollectorService(
             Address("127.0.0.1", 1),
-            None,
             self.clock,
             self.stats,
             writer=self.sinks,

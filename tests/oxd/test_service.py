@@ -92,7 +92,7 @@ class CollectionTests(OxdTestCase):
     def test_hourly_files_by_event_time(self):
         """With --rotate-hours=2 events are filed by the UTC hour of their end time, floored to 2."""
         log_path = self.make_log_path()
-        oxd = self.start_oxd(f"--log-path={log_path}", "--rotate-hours=2")
+        oxd = self.start_oxd(f"--log-path={log_path}", "--rotate-hours=2", "--max-event-age=3650d")
         ends = [calendar.timegm((2024, 5, 6, hour, 30, 0)) for hour in (1, 2, 3, 23)]
         send_events(oxd.collect_host, [make_event("job", n, end=end) for n, end in enumerate(ends)])
         wait_for(lambda: oxd.status()["written"] == 4, message="4 written")
