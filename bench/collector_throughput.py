@@ -286,8 +286,10 @@ CHILDREN = Children()
 
 
 def disk_bytes(path):
+    """Bytes in the log files under ``path`` (not oxd's state under ``.oxd``)."""
     total = 0
-    for directory, _, names in os.walk(path):
+    for directory, subdirectories, names in os.walk(path):
+        subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
         for name in names:
             try:
                 total += os.path.getsize(os.path.join(directory, name))
@@ -397,6 +399,9 @@ def bench_oxd(options, work_dir, version):
     stalls = [s for t, s in status["recent_stalls"] if start <= t <= end + 0.1]
     if status["rejected"]:
         raise RuntimeError(f"oxd {version} rejected events: {status['rejected']}")
+    if status.get("written") != options.count:
+        print(f"  oxd {version}: STATUS says {status.get('written')} written, "
+              f"{options.count} sent", flush=True)
     result = {
         "rate": options.count / (end - start),
         "send_rate": send_rate(options, results),

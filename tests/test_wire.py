@@ -18,6 +18,8 @@ REJECTIONS = (
     wire.BadHeader,
     wire.NameTooLong,
     wire.BadBody,
+    wire.BadBatch,
+    wire.TooLarge,
 )
 
 
@@ -221,6 +223,8 @@ class UnpackHeaderErrorTests(SynchronousTestCase):
                 "BadHeader": "bad_header",
                 "NameTooLong": "name_too_long",
                 "BadBody": "bad_body",
+                "BadBatch": "bad_batch",
+                "TooLarge": "too_large",
             },
         )
 
