@@ -414,6 +414,26 @@ class Connection:
         end = len(buffer)
         while end - offset >= 2:
             flags = buffer[offset]
+            if flags == MORE and not frames:
+                # The usual message: a short first frame and a last frame,
+                # both complete in the buffer, taken in one step.
+                second = offset + 2 + buffer[offset + 1]
+                if second + 2 <= end:
+                    last_flags = buffer[second]
+                    if last_flags == 0:
+                        start = second + 2
+                        stop = start + buffer[second + 1]
+                    elif last_flags == LONG and second + 9 <= end:
+                        start = second + 9
+                        stop = start + _long_size(buffer, second + 1)[0]
+                    else:
+                        stop = end + 1
+                    # (Framing counted in the size here; near the limit
+                    # the exact check below decides.)
+                    if stop <= end and stop - offset <= limit:
+                        messages.append([buffer[offset + 2 : second], buffer[start:stop]])
+                        offset = stop
+                        continue
             if flags & LONG:
                 if end - offset < 9:
                     break
