@@ -273,7 +273,7 @@ ACK_SIZE = _ack.size
 
 # A receiver's default bounds on one batch, after decompression.
 MAX_BATCH_EVENTS = 100_000
-MAX_BATCH_BYTES = 64 * 1024 * 1024
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 Batch = namedtuple("Batch", ["link_id", "sequence", "count", "groups"])
 Group = namedtuple("Group", ["type", "host", "ends", "sizes", "bodies"])
