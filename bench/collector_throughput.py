@@ -387,7 +387,9 @@ def bench_oxd(options, work_dir, version):
         try:
             results, end = run_load(sender_args, options.count, log_path, work_dir)
         except RuntimeError as e:
-            raise RuntimeError(f"oxd {version}: {e}\noxd's output (tail):\n{oxd.output()[-3000:]}")
+            raise RuntimeError(
+                f"oxd {version}: {e}\noxd's output (tail):\n{oxd.output()[-3000:]}"
+            ) from None
         start = results["start"]
         end = max(end, results.get("last_ack", 0.0))
         status = oxd.status()
@@ -515,7 +517,7 @@ def bench_rsyslog(options, work_dir):
         try:
             results, end = run_load(["tcp", f"127.0.0.1:{port}"], options.count, log_path, work_dir)
         except RuntimeError as e:
-            raise RuntimeError(f"rsyslog: {e}\nrsyslogd's output:\n{output()}")
+            raise RuntimeError(f"rsyslog: {e}\nrsyslogd's output:\n{output()}") from None
     finally:
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
@@ -633,6 +635,7 @@ def main():
     print("stall: oxd's longest reactor stall in the load window (max_stall since start)")
     print(row([name for name, _ in COLUMNS]), flush=True)
     rounds = []
+    failures = 0
     try:
         for round_number in range(1, options.rounds + 1):
             work_dir = tempfile.mkdtemp(prefix="blueox-bench-")
@@ -641,20 +644,27 @@ def main():
                 for case in CASES:
                     if case not in cases:
                         continue
-                    if case == "pyzmq":
-                        results[case] = bench_pyzmq(options, work_dir)
-                    elif case == "rsyslog":
-                        results[case] = bench_rsyslog(options, work_dir)
-                    else:
-                        results[case] = bench_oxd(options, work_dir, case)
+                    try:
+                        if case == "pyzmq":
+                            results[case] = bench_pyzmq(options, work_dir)
+                        elif case == "rsyslog":
+                            results[case] = bench_rsyslog(options, work_dir)
+                        else:
+                            results[case] = bench_oxd(options, work_dir, case)
+                    except Exception as e:  # noqa: BLE001 - reported, the other cases go on
+                        failures += 1
+                        print(f"  round {round_number}, {case} FAILED: {e}", flush=True)
+                    finally:
+                        CHILDREN.kill_all()
             finally:
                 CHILDREN.kill_all()
                 shutil.rmtree(work_dir, ignore_errors=True)
             rounds.append(results)
             print(table_row(str(round_number), results), flush=True)
-            print("      senders alone, ev/s: " + ", ".join(
-                f"{case} {results[case]['send_rate']:,.0f}" for case in CASES if case in results
-            ), flush=True)
+            if results:
+                print("      senders alone, ev/s: " + ", ".join(
+                    f"{case} {results[case]['send_rate']:,.0f}" for case in CASES if case in results
+                ), flush=True)
             v4 = results.get("v4")
             if v4:
                 print(f"      v4: {v4['batches']} batches, {v4['compressed']} compressed, "
@@ -663,6 +673,10 @@ def main():
     finally:
         CHILDREN.kill_all()
     print(table_row("med", medians(rounds)))
+    if failures:
+        print(f"{failures} case(s) failed; '-' in the table")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

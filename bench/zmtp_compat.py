@@ -208,7 +208,7 @@ def main():
                 target = install(venv_python, version, work_dir)
             except RuntimeError as e:
                 rows.append({"label": version, "pyzmq": version, "libzmq": "-", "sent": 0,
-                             "written": 0, "ok": False, "note": f"not installed: {e}"})
+                             "written": 0, "ok": None, "note": f"not installed: {e}"})
                 print(f"pyzmq {version}: not installed: {e}", flush=True)
                 continue
             rows.append(check(version, venv_python, target, options.count, work_dir,
@@ -227,10 +227,12 @@ def main():
     print(f"{'pyzmq':<14}  {'libzmq':<7}  {'sent':>6}  {'written':>7}  result")
     for row in rows:
         pyzmq = row["pyzmq"] + (" (venv)" if row["label"] == "current" else "")
+        result = "SKIP" if row["ok"] is None else "OK" if row["ok"] else "FAIL"
         line = (f"{pyzmq:<14}  {row['libzmq']:<7}  {row['sent']:>6}  {row['written']:>7}  "
-                f"{'OK' if row['ok'] else 'FAIL'}")
+                f"{result}")
         print(line + (f"  {row['note']}" if row["note"] else ""))
-    return 0 if rows and all(row["ok"] for row in rows) else 1
+    tested = [row for row in rows if row["ok"] is not None]
+    return 0 if tested and all(row["ok"] for row in tested) else 1
 
 
 if __name__ == "__main__":

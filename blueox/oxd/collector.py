@@ -77,6 +77,12 @@ class CollectorProtocol(Protocol):
         self._timeout = None
         self.can_reply = False
         self.peer = "?"
+        self.bytes_received = 0
+
+    @property
+    def closed(self):
+        """Whether this connection has stopped taking data (failed or lost)."""
+        return self._zmtp is None
 
     def connectionMade(self):
         collector = self._collector
@@ -98,6 +104,7 @@ class CollectorProtocol(Protocol):
         connection = self._zmtp
         if connection is None:
             return
+        self.bytes_received += len(data)
         try:
             messages = connection.feed(data)
         except zmtp.ProtocolError as e:
@@ -251,7 +258,10 @@ class CollectorService(Service):
         for protocol in list(self.factory.protocols):
             read = getattr(protocol.transport, "doRead", None)
             for _ in range(256):
-                if read is None or protocol._zmtp is None or read() is not None:
+                if read is None or protocol.closed:
+                    break
+                before = protocol.bytes_received
+                if read() is not None or protocol.bytes_received == before:
                     break
         handled = self.stats.received - handled
         if handled:
