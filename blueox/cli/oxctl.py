@@ -69,6 +69,9 @@ def format_status(address, status, now=None):
         f"({status.get('queued_bytes', 0)} bytes), published {status.get('published', 0)}",
         f"dropped: {_reasons(status.get('dropped'))}",
         f"rejected: {_reasons(status.get('rejected'))}",
+        f"retimed (filed under the receive time): {_reasons(status.get('retimed'))}",
+        f"batches from other oxds: {_reasons(status.get('batches'))}",
+        f"unaccounted: {_reasons(status.get('unaccounted'))}",
         f"longest reactor stall: {status.get('max_stall', 0) * 1000:.1f} ms",
         "",
     ]

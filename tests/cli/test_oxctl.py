@@ -32,6 +32,8 @@ class OxctlTests(SynchronousTestCase):
         self.assertIn("lag: ", out)
         self.assertIn("received 3, written 0", out)
         self.assertIn("rejected: 1 (frame_count=1)", out)
+        self.assertIn("retimed (filed under the receive time): 0", out)
+        self.assertIn("unaccounted: 0", out)
         for name in ("web1", "job1", "request", "request.db", "worker"):
             self.assertRegex(out, rf"\n  {name} +\d+ events  last ")
 
