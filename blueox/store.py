@@ -246,11 +246,12 @@ def list_log_files(log_path):
     """Every log file found under ``log_path``, as `LocalLogFile` objects.
 
     Other files are logged and skipped; hidden files (such as the temporary
-    files of `zip_log_file`) are skipped silently.
+    files of `zip_log_file`) and hidden folders (oxd's state, ``.oxd``) are
+    skipped silently.
     """
     log_files = []
     for dirpath, dirnames, filenames in os.walk(log_path):
-        dirnames.sort()
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         for filename in sorted(filenames):
             if filename.startswith("."):
                 continue

@@ -181,10 +181,11 @@ class LocalFileTests(SynchronousTestCase):
         os.makedirs(self.log_path)
 
     def test_list_log_files(self):
-        """Log files are found in date folders; other and hidden files are not."""
+        """Log files are found in date folders; other and hidden files, and oxd's hidden state folder, are not."""
         write_file(os.path.join(self.log_path, "20140308", "request-20140308.log"), b"a")
         write_file(os.path.join(self.log_path, "20140308", "notes.txt"), b"b")
         write_file(os.path.join(self.log_path, "20140308", ".x-20140308.log.bz2.tmp"), b"")
+        write_file(os.path.join(self.log_path, ".oxd", "links"), b"\0" * 32)
         warnings = CapturedWarnings(self)
         files = store.list_log_files(self.log_path)
         self.assertEqual([f.file_path for f in files], ["20140308/request-20140308.log"])
