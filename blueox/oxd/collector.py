@@ -95,6 +95,10 @@ class CollectorProtocol(Protocol):
         )
         # When the peer does not read what we send, stop reading from it.
         self.transport.registerProducer(self, True)
+        # Peers that vanish without a word are found out eventually.
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(1)
         self._timeout = collector.clock.callLater(
             collector.handshake_timeout, self._handshake_timeout
         )
@@ -126,7 +130,8 @@ class CollectorProtocol(Protocol):
     def _fail(self, error):
         self._zmtp = None
         self._collector.connection_failed(self, error)
-        self.transport.abortConnection()
+        # Stops reading at once; what we queued (an ERROR command) still goes.
+        self.transport.loseConnection()
 
     def _handshake_timeout(self):
         self._timeout = None
