@@ -165,10 +165,7 @@ class WriterService(Service):
 
     def same_file(self, first, last):
         """Whether events ending at ``first`` and ``last`` go to the same file."""
-        period = (self._rotate_hours or HOURS_PER_DAY) * SECONDS_PER_HOUR
-        return first // period == last // period and (
-            first // (HOURS_PER_DAY * SECONDS_PER_HOUR) == last // (HOURS_PER_DAY * SECONDS_PER_HOUR)
-        )
+        return hour_bucket(first, self._rotate_hours) == hour_bucket(last, self._rotate_hours)
 
     def flush_soon(self):
         """Flush what was written within ``flush_delay`` seconds."""

@@ -182,3 +182,70 @@ class WriterTests(SynchronousTestCase):
             self.assertIsNotNone(unsafe_type_reason(name), repr(name))
         for name in ["request", "request.db", "nginx-error", "a..b", "ünïcode"]:
             self.assertIsNone(unsafe_type_reason(name), repr(name))
+
+
+class GroupAndDurabilityTests(WriterTests):
+    def test_group_written_once_and_counted_per_event(self):
+        """A group of bodies is one write counted as its number of events once flushed."""
+        writer = self.make_writer()
+        bodies = b"".join(encode_body({"n": n}) for n in range(5))
+        writer.write_group("g", utc(2024, 1, 1, 3), bodies, 5)
+        self.assertEqual(self.stats.written, 0)
+        self.assertTrue(writer.flush_pending())
+        self.assertEqual(self.stats.written, 5)
+        self.assertEqual(
+            [e["n"] for e in read_events(self.path("20240101/g-20240101.log"))], list(range(5))
+        )
+
+    def test_same_file(self):
+        """same_file says whether two end times share a file, by day or by rotation period."""
+        daily = self.make_writer()
+        self.assertTrue(daily.same_file(utc(2024, 1, 1, 0), utc(2024, 1, 1, 23, 59)))
+        self.assertFalse(daily.same_file(utc(2024, 1, 1, 23, 59), utc(2024, 1, 2, 0, 0, 1)))
+        hourly = self.make_writer(rotate_hours=5)
+        self.assertTrue(hourly.same_file(utc(2024, 1, 1, 20), utc(2024, 1, 1, 23, 59)))
+        self.assertFalse(hourly.same_file(utc(2024, 1, 1, 19), utc(2024, 1, 1, 20)))
+        # 5 does not divide 24: the last period of a day ends at midnight.
+        self.assertFalse(hourly.same_file(utc(2024, 1, 1, 23), utc(2024, 1, 2, 0, 30)))
+
+    def test_fsync_only_files_written_since_the_last(self):
+        """flush_pending(fsync=True) fsyncs each file written since the last fsync, once."""
+        writer = self.make_writer()
+        synced = []
+        self.patch(os, "fsync", synced.append)
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        writer.write("b", utc(2024, 1, 1), b"\x80")
+        self.assertTrue(writer.flush_pending(fsync=True))
+        self.assertEqual(len(synced), 2)
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        self.assertTrue(writer.flush_pending(fsync=True))
+        self.assertEqual(len(synced), 3)
+        self.assertTrue(writer.flush_pending(fsync=True))
+        self.assertEqual(len(synced), 3)
+
+    def test_failed_fsync_is_counted_and_reported(self):
+        """An fsync that fails makes flush_pending return False and closes that file."""
+        writer = self.make_writer()
+
+        def broken(fd):
+            raise OSError(5, "Input/output error")
+
+        self.patch(os, "fsync", broken)
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        self.assertFalse(writer.flush_pending(fsync=True))
+        self.assertEqual(writer.open_files, 0)
+
+    def test_new_date_folders_are_bounded_per_minute(self):
+        """Past max_new_folders a minute, events for new dates go under the current date, counted."""
+        writer = self.make_writer(max_new_folders=3)
+        self.clock.advance(utc(2026, 12, 2, 5))
+        for year in range(2000, 2010):
+            writer.write("t", utc(year, 6, 1), b"\x80")
+        writer.flush_pending()
+        folders = sorted(os.listdir(self.log_path))
+        self.assertEqual(folders, ["20000601", "20010601", "20020601", "20261202"])
+        self.assertEqual(self.stats.retimed["folder_limit"], 7)
+        self.assertEqual(self.stats.written, 10)
+        self.clock.advance(60)
+        writer.write("t", utc(2011, 6, 1), b"\x80")
+        self.assertIn("20110601", os.listdir(self.log_path))
