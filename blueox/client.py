@@ -6,6 +6,7 @@ into events; `Grouper` joins sub-events with their top-level event by id;
 """
 
 import collections
+import logging
 import sys
 
 import msgpack
@@ -25,18 +26,102 @@ __all__ = [
 
 READ_SIZE = 64 * 1024
 
+log = logging.getLogger(__name__)
+
 
 def default_host(host=None):
     """The control address for tools: ``host``, else ``$BLUEOX_CLIENT_HOST``, else local."""
     return ports.default_control_host(host)
 
 
+_READ_OPTIONS = dict(raw=False, strict_map_key=False, unicode_errors="replace")
+
+
 def decode_stream(stream):
-    """Yield the events in an iterable of byte chunks of concatenated msgpack."""
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="replace")
+    """Yield the events in an iterable of byte chunks of concatenated msgpack.
+
+    An object that is well-formed msgpack but that msgpack-python cannot
+    turn into Python values (a map or list as a map key, a malformed
+    timestamp) does not stop the stream: it is decoded leniently (such keys
+    become their ``repr``) or, failing that, skipped with a logged warning,
+    and the events after it follow.
+    """
+    unpacker = msgpack.Unpacker(**_READ_OPTIONS)
+    held = b""  # what unpacker was fed, from its position ``base`` on
+    base = 0
+    held_at = 0  # the stream offset of held[0]
+    object_start = 0  # unpacker's position where the next object starts
     for data in stream:
         unpacker.feed(data)
-        yield from unpacker
+        held += data
+        while True:
+            try:
+                event = unpacker.unpack()
+            except msgpack.OutOfData:
+                break
+            except (ValueError, TypeError) as error:
+                skip = object_start - base
+                size, event = _decode_leniently(held[skip:], error, held_at + skip)
+                if size is False:
+                    raise
+                # The failed unpacker's state is unknown: start a new one
+                # after the object, or at it while it is incomplete.
+                skip += size or 0
+                held = held[skip:]
+                held_at += skip
+                base = object_start = 0
+                unpacker = msgpack.Unpacker(**_READ_OPTIONS)
+                unpacker.feed(held)
+                if size is None:
+                    break
+                if event is not _SKIPPED:
+                    yield event
+                continue
+            object_start = unpacker.tell()
+            yield event
+        drop = object_start - base
+        held = held[drop:]
+        held_at += drop
+        base = object_start
+
+
+_SKIPPED = object()
+
+
+def _lenient_pairs(pairs):
+    return {_hashable(key): value for key, value in pairs}
+
+
+def _hashable(key):
+    try:
+        hash(key)
+    except TypeError:
+        return repr(key)
+    return key
+
+
+def _decode_leniently(data, error, position):
+    """``(size, value)`` of the object at the start of ``data``.
+
+    The size is None while the object is incomplete, False when it is not
+    msgpack at all.
+    """
+    splitter = msgpack.Unpacker()
+    splitter.feed(data)
+    try:
+        splitter.skip()
+    except msgpack.OutOfData:
+        return None, None
+    except Exception:
+        return False, None
+    size = splitter.tell()
+    try:
+        return size, msgpack.unpackb(
+            data[:size], object_pairs_hook=_lenient_pairs, use_list=False, **_READ_OPTIONS
+        )
+    except Exception:
+        log.warning("skipped an undecodable object at byte %d: %s", position, error)
+        return size, _SKIPPED
 
 
 def _read_chunks(binary_file):

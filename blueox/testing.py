@@ -120,9 +120,13 @@ def read_events(path):
 
 
 def log_files(log_path):
-    """Paths of every file under ``log_path``, relative to it, sorted."""
+    """Paths of every file under ``log_path``, relative to it, sorted.
+
+    Hidden folders (oxd's own state, ``.oxd``) are left out, as `blueox.store` does.
+    """
     found = []
-    for directory, _, names in os.walk(log_path):
+    for directory, folders, names in os.walk(log_path):
+        folders[:] = [name for name in folders if not name.startswith(".")]
         for name in names:
             found.append(os.path.relpath(os.path.join(directory, name), log_path))
     return sorted(found)

@@ -84,6 +84,33 @@ class DecodeStreamTests(SynchronousTestCase):
         self.assertEqual(list(client.decode_stream([data])), [{1: "a"}, {"k": "\ufffd"}])
 
 
+    def test_undecodable_objects_do_not_stop_the_stream(self):
+        """Well-formed msgpack that Python cannot decode is decoded leniently or skipped, at any chunking, and later events follow."""
+        good = msgpack.packb({"a": 1})
+        bad = [
+            b"\x81\x80\x01",  # a map as a key
+            b"\x81\x91\x01\x01",  # a list as a key
+            b"\x81\xa1a\xd4\xff\x00",  # a 1-byte timestamp
+            b"\x81\xa1a\xc7\x0c\xff" + b"\xff" * 12,  # nanoseconds out of range
+        ]
+        data = good + b"".join(body + good for body in bad)
+        expected = [{"a": 1}, {"{}": 1}, {"a": 1}, {(1,): 1}, {"a": 1}, {"a": 1}, {"a": 1}]
+        with self.assertLogs("blueox.client", "WARNING") as logs:
+            for cut in range(len(data) + 1):
+                self.assertEqual(
+                    list(client.decode_stream([data[:cut], data[cut:]])), expected, f"cut at {cut}"
+                )
+            self.assertEqual(
+                list(client.decode_stream(data[i : i + 1] for i in range(len(data)))), expected
+            )
+        self.assertIn("skipped an undecodable object at byte 19", logs.output[0])
+
+    def test_garbage_still_raises(self):
+        """Bytes that are not msgpack at all still raise rather than being silently dropped."""
+        with self.assertRaises(ValueError):
+            list(client.decode_stream([msgpack.packb({"a": 1}) + b"\xc1\xc1\xc1"]))
+
+
 def event(id, type_name, **extra):
     return dict(id=id, type=type_name, **extra)
 
