@@ -465,7 +465,19 @@ class CollectorService(Service):
         if stats.dropped["write_error"] != write_errors:
             # Not stored: no acknowledgement, so the sender sends it again.
             return None
-        self._links.record(batch.link_id, batch.sequence, fsync=self._fsync == "batch")
+        try:
+            self._links.record(batch.link_id, batch.sequence, fsync=self._fsync == "batch")
+        except OSError as e:
+            # Written but not recorded: no acknowledgement, the sender resends.
+            stats.batches["unrecorded"] += 1
+            self._warn(
+                "links",
+                "cannot record batch {sequence} in {path}: {error}",
+                sequence=batch.sequence,
+                path=self._links.path,
+                error=e,
+            )
+            return None
         stats.batches["stored"] += 1
         self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_STORED)
 

@@ -127,8 +127,8 @@ class OxdService(MultiService):
         return os.path.join(state_path, "links")
 
     def startService(self):
-        self._build()
         try:
+            self._build()
             super().startService()
         except (zmq.ZMQError, OSError, CannotListenError) as e:
             self.log.critical("oxd cannot start: {error}", error=e)
@@ -154,7 +154,8 @@ class OxdService(MultiService):
         for child in list(self):
             if child.running:
                 child.stopService()
-        self.context.destroy(linger=0)
+        if self.context is not None:
+            self.context.destroy(linger=0)
 
     @defer.inlineCallbacks
     def stopService(self):
