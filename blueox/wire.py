@@ -311,6 +311,33 @@ def _decompressor():
         return _zstd.decompressor
 
 
+def _decompress(data, size):
+    """``data`` (zstd) decompressed, never holding more than ``size`` + 1 bytes of it."""
+    import zstandard
+
+    try:
+        declared = zstandard.frame_content_size(data)
+        if declared == size:
+            # The frame says how big it is, and that is within our bound.
+            return _decompressor().decompress(data)
+        if declared != zstandard.CONTENTSIZE_UNKNOWN:
+            raise BadBatch(f"compressed payload declares {declared} bytes, header says {size}")
+        reader = _decompressor().stream_reader(data)
+        parts = []
+        held = 0
+        while held <= size:
+            part = reader.read(size + 1 - held)
+            if not part:
+                break
+            parts.append(part)
+            held += len(part)
+        return b"".join(parts)
+    except BadBatch:
+        raise
+    except Exception as e:
+        raise BadBatch(f"cannot decompress: {e}") from None
+
+
 def encode_group(type_name, host, events):
     """One group's bytes: ``events`` are ``(end, body)`` pairs of one type and host."""
     type_bytes = _name_bytes("type", type_name)
@@ -400,10 +427,7 @@ def decode_batch(frames, max_events=MAX_BATCH_EVENTS, max_bytes=MAX_BATCH_BYTES)
         raise TooLarge(f"batch of {size} bytes; at most {max_bytes} accepted")
     payload = frames[1]
     if flags & FLAG_ZSTD:
-        try:
-            payload = _decompressor().decompress(payload, max_output_size=size)
-        except Exception as e:
-            raise BadBatch(f"cannot decompress: {e}") from None
+        payload = _decompress(payload, size)
     if len(payload) != size:
         raise BadBatch(f"payload is {len(payload)} bytes, header says {size}")
     groups = []

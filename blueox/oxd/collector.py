@@ -588,11 +588,20 @@ class CollectorService(Service):
 
     def sync(self):
         """Fsync what was written, then send the acknowledgements that waited for it."""
-        if self._writer is not None:
-            self._writer.flush_pending(fsync=self._fsync != "never")
-        if self._links is not None and self._fsync != "never":
-            self._links.sync()
         held, self._held_acks = self._held_acks, []
+        ok = True
+        if self._writer is not None:
+            ok = self._writer.flush_pending(fsync=self._fsync != "never")
+        if self._links is not None and self._fsync != "never":
+            try:
+                self._links.sync()
+            except OSError as e:
+                ok = False
+                self._warn("links", "cannot fsync {path}: {error}", path=self._links.path, error=e)
+        if not ok:
+            # Not durable: the senders resend what is not acknowledged.
+            self.stats.batches["unsynced"] += len(held)
+            return
         for protocol, ack in held:
             protocol.send(ack)
 

@@ -108,8 +108,9 @@ class LinkTable:
         """Rewrite the journal with one record per link."""
         temporary = self.path + ".new"
         with open(temporary, "wb") as f:
-            for link_id, sequence in self._sequences.items():
-                f.write(_record.pack(link_id, sequence, self._seen[link_id]))
+            # Least recently seen first, so that a reload keeps the order.
+            for link_id, seen in self._seen.items():
+                f.write(_record.pack(link_id, self._sequences[link_id], seen))
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, self.path)
