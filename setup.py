@@ -9,7 +9,7 @@ extras = {
     "celery": ["celery>=5.3"],
 }
 extras["test"] = sorted(
-    {"moto[server]>=5.0"} | {req for reqs in extras.values() for req in reqs}
+    {"moto[server]>=5.0", "hypothesis>=6.80"} | {req for reqs in extras.values() for req in reqs}
 )
 extras["bench"] = ["opentelemetry-sdk>=1.20"]
 

@@ -59,6 +59,7 @@ __all__ = [
     "encode_batch",
     "groups_from_messages",
     "unpack_batch_header",
+    "batch_id",
     "decode_batch",
     "encode_ack",
     "decode_ack",
@@ -410,6 +411,17 @@ def unpack_batch_header(frame):
     if flags & ~FLAG_ZSTD:
         raise BadBatch(f"unknown batch flags 0x{flags:02x}")
     return link_id, sequence, count, flags, size
+
+
+def batch_id(frame):
+    """``(link_id, sequence)`` of a batch header frame whatever its flags, or None.
+
+    A receiver acknowledges a batch it refuses (as rejected) when it can
+    tell which batch it was, so that the sender does not resend it forever.
+    """
+    if len(frame) != BATCH_HEADER_SIZE or frame[0] != BATCH_VERSION:
+        return None
+    return _batch_header.unpack(frame)[2:4]
 
 
 def decode_batch(frames, max_events=MAX_BATCH_EVENTS, max_bytes=MAX_BATCH_BYTES):

@@ -109,9 +109,18 @@ def greeting(minor=0):
 
 
 def check_greeting_start(data):
-    """Raise `ProtocolError` as soon as the first bytes of a greeting are wrong."""
-    if data and data[0] != 0xFF or len(data) >= 10 and data[9] & 0x01 != 0x01:
+    """Raise `ProtocolError` as soon as the first bytes of a greeting are wrong.
+
+    A ZMTP 1.0 peer (libzmq 2.x) sends no signature but its identity frame
+    at once: a length octet then a zero flags octet (or 0xFF, eight length
+    octets and flags with the low bit clear); it gets `OldVersion`.
+    """
+    if data and data[0] != 0xFF:
+        if len(data) >= 2 and data[1] == 0:
+            raise OldVersion("peer speaks ZMTP 1.0 (libzmq 2.x); 3.0 or later is needed")
         raise ProtocolError("not a ZeroMQ peer (bad greeting signature)")
+    if len(data) >= 10 and data[9] & 0x01 != 0x01:
+        raise OldVersion("peer speaks ZMTP 1.0 (libzmq 2.x); 3.0 or later is needed")
 
 
 def parse_greeting(data):
@@ -233,25 +242,11 @@ class FrameReader:
         frames = []
         offset = 0
         while True:
-            if len(buffer) - offset < 2:
+            frame = _one_frame(buffer, offset, self._max_frame)
+            if frame is None:
                 break
-            flags = buffer[offset]
-            if flags & ~(MORE | LONG | COMMAND):
-                raise ProtocolError(f"bad frame flags 0x{flags:02x}")
-            if flags & LONG:
-                if len(buffer) - offset < 9:
-                    break
-                (size,) = _long_size(buffer, offset + 1)
-                start = offset + 9
-            else:
-                size = buffer[offset + 1]
-                start = offset + 2
-            if self._max_frame is not None and size > self._max_frame:
-                raise ProtocolError(f"peer sent a frame of {size} bytes")
-            if len(buffer) - start < size:
-                break
-            frames.append((flags, buffer[start : start + size]))
-            offset = start + size
+            flags, body, offset = frame
+            frames.append((flags, body))
         self._buffer = buffer[offset:]
         return frames
 
@@ -307,8 +302,7 @@ class Connection:
         self._state = _HANDSHAKE
         self._greeted = False
         self._buffer = b""
-        self._chunks = []
-        self._chunks_size = 0
+        self._chunks = bytearray()  # a large frame's start, until it is complete
         self._need = 0
         self._frames = []
         self._message_size = 0
@@ -324,7 +318,7 @@ class Connection:
 
     def buffered(self):
         """Bytes received and held, not yet part of a complete message."""
-        return len(self._buffer) + self._chunks_size + self._message_size
+        return len(self._buffer) + len(self._chunks) + self._message_size
 
     def start(self):
         """Send our greeting (ZMTP 3.1, NULL, as server)."""
@@ -344,14 +338,13 @@ class Connection:
         if self.error is not None:
             return []
         if self._need:
-            # Waiting for the rest of a large frame: hold the chunks.
-            self._chunks.append(data)
-            self._chunks_size += len(data)
-            if self._chunks_size < self._need:
+            # Waiting for the rest of a large frame: gather it in one buffer
+            # (many small bytes objects would cost far more than their size).
+            self._chunks += data
+            if len(self._chunks) < self._need:
                 return []
-            data = b"".join(self._chunks)
-            self._chunks = []
-            self._chunks_size = 0
+            data = bytes(self._chunks)
+            self._chunks = bytearray()
             self._need = 0
         buffer = self._buffer + data if self._buffer else data
         offset = 0
@@ -457,8 +450,7 @@ class Connection:
             if stop > end:
                 if size > 65536:
                     self._need = stop - offset
-                    self._chunks = [buffer[offset:]]
-                    self._chunks_size = end - offset
+                    self._chunks = bytearray(buffer[offset:])
                     buffer = b""
                     offset = end = 0
                 break
@@ -491,11 +483,17 @@ class Connection:
 
 
 def _one_frame(buffer, offset, max_size):
-    """``(flags, body, next offset)`` of the frame at ``offset``, or None if incomplete."""
+    """``(flags, body, next offset)`` of the frame at ``offset``, or None if incomplete.
+
+    Raises `ProtocolError` for unknown flags or a frame over ``max_size``
+    (None: no limit) as soon as its size is known.
+    """
     end = len(buffer)
     if end - offset < 2:
         return None
     flags = buffer[offset]
+    if flags & ~(MORE | LONG | COMMAND):
+        raise ProtocolError(f"bad frame flags 0x{flags:02x}")
     if flags & LONG:
         if end - offset < 9:
             return None
@@ -504,8 +502,8 @@ def _one_frame(buffer, offset, max_size):
     else:
         size = buffer[offset + 1]
         start = offset + 2
-    if size > max_size:
-        raise ProtocolError(f"a handshake frame of {size} bytes")
+    if max_size is not None and size > max_size:
+        raise ProtocolError(f"peer sent a frame of {size} bytes")
     if end - start < size:
         return None
     return flags, buffer[start : start + size], start + size

@@ -68,10 +68,16 @@ class GreetingTests(SynchronousTestCase):
 
     def test_rejects_bad_signature(self):
         """A greeting without the 0xFF ... 0x7F signature is a protocol error."""
+        error = self.assertRaises(zmtp.ProtocolError, zmtp.parse_greeting, b"H" * 64)
+        self.assertIn("signature", str(error))
+
+    def test_rejects_version_1(self):
+        """What a ZMTP 1.0 peer sends first (an identity frame, short or long) is refused as OldVersion."""
         greeting = zmtp.greeting()
-        for data in (altered(greeting, 0, b"\x00"), altered(greeting, 9, b"\x7e"), b"H" * 64):
-            error = self.assertRaises(zmtp.ProtocolError, zmtp.parse_greeting, data)
-            self.assertIn("signature", str(error))
+        for data in (altered(greeting, 0, b"\x05"), altered(greeting, 9, b"\x7e")):
+            data = altered(data, 1, b"\x00")
+            error = self.assertRaises(zmtp.OldVersion, zmtp.parse_greeting, data)
+            self.assertIn("ZMTP 1.0", str(error))
 
     def test_rejects_version_2(self):
         """A peer speaking ZMTP 2 is a protocol error naming its version."""

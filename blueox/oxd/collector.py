@@ -134,18 +134,25 @@ class CollectorProtocol(Protocol):
 
     def _fail(self, error):
         self._zmtp = None
+        self._cancel_timeout()
         self._collector.connection_failed(self, error)
-        # Stops reading at once; what we queued (an ERROR command) still goes.
+        # Stops reading at once; what we queued (an ERROR command) still goes,
+        # and then the connection closes (as our producer, paused or not, we
+        # would keep it open).
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def _handshake_timeout(self):
         self._timeout = None
         self._fail(zmtp.ProtocolError("no ZMTP handshake within the time allowed"))
 
-    def connectionLost(self, reason):
+    def _cancel_timeout(self):
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         self._timeout = None
+
+    def connectionLost(self, reason):
+        self._cancel_timeout()
         self._zmtp = None
         self._collector.connection_lost(self)
 
@@ -233,6 +240,7 @@ class CollectorService(Service):
         self._logged = {}
         self._listening = None
         self._held_acks = []
+        self._unsynced = set()  # batches written, waiting for the next fsync
         self._sync_loop = None
         if fsync == "interval":
             self._sync_loop = LoopingCall(self.sync)
@@ -358,6 +366,7 @@ class CollectorService(Service):
                         except Exception:
                             ok = False
                         if ok:
+                            # `_accept`, inlined: this runs for every event.
                             accepted += 1
                             last_end = end
                             tally = source.type_tally
@@ -374,6 +383,11 @@ class CollectorService(Service):
                         )
                         feed, skip, tell = unpacker.feed, unpacker.skip, unpacker.tell
                         fed = 0
+            if last_end is not None:
+                # Keep the order of arrival for the lag: the slow path
+                # may accept a later event.
+                self._last_end = last_end
+                last_end = None
             first = frames[0]
             if first and first[0] == wire.BATCH_VERSION:
                 self.batch_received(frames, protocol)
@@ -381,6 +395,7 @@ class CollectorService(Service):
                 self.message_received(frames)
         if accepted:
             self.stats.received += accepted
+        if last_end is not None:
             self._last_end = last_end
         self.batch_end(True)
 
@@ -444,16 +459,16 @@ class CollectorService(Service):
             batch = wire.decode_batch(frames, max_bytes=self._max_batch_bytes)
         except wire.WireError as e:
             self._reject(e.reason, str(e))
-            try:
-                link_id, sequence = wire.unpack_batch_header(frames[0])[:2]
-            except wire.WireError:
-                return
-            return self._acknowledge(protocol, link_id, sequence, wire.ACK_REJECTED)
+            identity = wire.batch_id(frames[0])
+            if identity is None:
+                return None
+            return self._acknowledge(protocol, *identity, wire.ACK_REJECTED)
         if self._links is None:
             self._reject("no_links", "this oxd does not accept batches")
             return self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_REJECTED)
         stats.batches["received"] += 1
-        if self._links.is_duplicate(batch.link_id, batch.sequence):
+        batch_id = (batch.link_id, batch.sequence)
+        if self._links.is_duplicate(*batch_id) or batch_id in self._unsynced:
             stats.batches["duplicate"] += 1
             stats.duplicates += batch.count
             return self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_DUPLICATE)
@@ -465,6 +480,10 @@ class CollectorService(Service):
         if stats.dropped["write_error"] != write_errors:
             # Not stored: no acknowledgement, so the sender sends it again.
             return None
+        if self._fsync == "interval":
+            # Recorded and acknowledged at the next fsync, once durable.
+            self._unsynced.add(batch_id)
+            return self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_STORED)
         try:
             self._links.record(batch.link_id, batch.sequence, fsync=self._fsync == "batch")
         except OSError as e:
@@ -582,27 +601,34 @@ class CollectorService(Service):
             return
         ack = [wire.encode_ack(link_id, sequence, status)]
         if self._fsync == "interval":
-            self._held_acks.append((protocol, ack))
+            self._held_acks.append((protocol, ack, status))
         else:
             protocol.send(ack)
 
     def sync(self):
-        """Fsync what was written, then send the acknowledgements that waited for it."""
+        """Fsync what was written, record the batches it made durable, then
+        send the acknowledgements that waited for it (``--fsync=interval``).
+
+        When the fsync or the record fails, nothing is acknowledged or
+        recorded: the senders resend, and the batches are stored again.
+        """
         held, self._held_acks = self._held_acks, []
+        unsynced, self._unsynced = self._unsynced, set()
         ok = True
         if self._writer is not None:
             ok = self._writer.flush_pending(fsync=self._fsync != "never")
-        if self._links is not None and self._fsync != "never":
+        if ok and unsynced:
             try:
-                self._links.sync()
+                self._links.record_many(sorted(unsynced), fsync=True)
             except OSError as e:
                 ok = False
-                self._warn("links", "cannot fsync {path}: {error}", path=self._links.path, error=e)
+                self._warn("links", "cannot record batches in {path}: {error}", path=self._links.path, error=e)
         if not ok:
-            # Not durable: the senders resend what is not acknowledged.
             self.stats.batches["unsynced"] += len(held)
             return
-        for protocol, ack in held:
+        for protocol, ack, status in held:
+            if status == wire.ACK_STORED:
+                self.stats.batches["stored"] += 1
             protocol.send(ack)
 
     # Checks

@@ -53,6 +53,14 @@ class LinkTable:
 
     def record(self, link_id, sequence, fsync=False):
         """Note batch ``sequence`` of ``link_id`` as durable; journal it first."""
+        self.record_many([(link_id, sequence)], fsync)
+
+    def record_many(self, batches, fsync=False):
+        """Note ``(link_id, sequence)`` pairs as durable, journaled first.
+
+        The table changes only once the records are written (and fsynced
+        when asked): if that raises, nothing is noted.
+        """
         now = self._clock.seconds()
         if self.path is not None:
             if self._file is None:
@@ -60,20 +68,17 @@ class LinkTable:
                 # applications leaves no state behind.
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
                 self._file = open(self.path, "ab")
-            self._file.write(_record.pack(link_id, sequence, now))
+            self._file.write(
+                b"".join(_record.pack(link_id, sequence, now) for link_id, sequence in batches)
+            )
             self._file.flush()
             if fsync:
                 os.fsync(self._file.fileno())
-            self._records += 1
-        self._set(link_id, sequence, now)
+            self._records += len(batches)
+        for link_id, sequence in batches:
+            self._set(link_id, sequence, now)
         if self._file is not None and self._records >= self._compact_after:
             self._compact()
-
-    def sync(self):
-        """Fsync the journal (the "interval" and "batch" fsync policies)."""
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
 
     def _set(self, link_id, sequence, seen):
         last = self._sequences.get(link_id)

@@ -173,23 +173,6 @@ class StallProbe:
         if stall > self._threshold:
             self.recent.append((now, stall))
 
-    def balance(self, writing, forwarding, spooled=0):
-        """Per role, the events received and not yet accounted for (0 when all is well).
-
-        Every accepted event ends up written, forwarded, spooled (waiting to
-        be forwarded) or dropped for a reason of that role:
-        ``received = written + dropped`` for the writer and
-        ``received = forwarded + spooled + dropped`` for the forwarder.
-        """
-        balance = {}
-        if writing:
-            dropped = sum(self.dropped[reason] for reason in WRITE_DROPS)
-            balance["write"] = self.received - self.written - dropped
-        if forwarding:
-            dropped = sum(self.dropped[reason] for reason in FORWARD_DROPS)
-            balance["forward"] = self.received - self.forwarded - spooled - dropped
-        return balance
-
     def snapshot(self):
         return {
             "max_stall": self.max_stall,
