@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import msgpack
@@ -602,3 +603,39 @@ class ConnectionTests(CollectionTestCase):
         wait_for(lambda: oxd.status()["written"] == 4, message="4 written")
         self.assertEqual(sorted(self.seqs(log_path, "limited")), [0, 1, 2, 3])
         self.assertEqual(oxd.status()["connections"]["accepted"], 4)
+
+    def test_a_flooding_peer_does_not_starve_others(self):
+        """While one peer sends as fast as it can, another peer's events are written promptly."""
+        log_path = self.make_log_path()
+        oxd = self.start_oxd(f"--log-path={log_path}")
+        flood = self.raw_push(oxd)
+        data = b"".join(
+            zmtp.message(wire.encode_event(make_event("flood", n))) for n in range(20_000)
+        )
+        stop = threading.Event()
+
+        def send_flood():
+            deadline = time.monotonic() + 30
+            try:
+                while not stop.is_set() and time.monotonic() < deadline:
+                    flood.sendall(data)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send_flood, daemon=True)
+        sender.start()
+        self.addCleanup(sender.join, 35)
+        self.addCleanup(stop.set)
+
+        def counted(type_name):
+            return oxd.status()["events"].get(type_name, {}).get("count", 0)
+
+        wait_for(lambda: counted("flood") > 40_000, message="the flood flowing")
+        other = self.raw_push(oxd)
+        other.sendall(b"".join(zmtp.message(wire.encode_event(make_event("small", n))) for n in range(10)))
+        wait_for(lambda: counted("small") == 10, timeout=5, message="the other peer's 10 events")
+        during = counted("flood")
+        wait_for(lambda: counted("flood") > during, timeout=5, message="the flood still flowing")
+        stop.set()
+        sender.join(35)
+        self.assertEqual(sorted(self.seqs(log_path, "small")), list(range(10)))
