@@ -273,7 +273,7 @@ BATCH_HEADER_SIZE = _batch_header.size
 ACK_SIZE = _ack.size
 
 # A receiver's default bounds on one batch, after decompression.
-MAX_BATCH_EVENTS = 100_000
+MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 Batch = namedtuple("Batch", ["link_id", "sequence", "count", "groups"])
@@ -321,7 +321,7 @@ def _decompress(data, size):
         if declared == size:
             # The frame says how big it is, and that is within our bound.
             return _decompressor().decompress(data)
-        if declared != zstandard.CONTENTSIZE_UNKNOWN:
+        if declared not in (-1, zstandard.CONTENTSIZE_UNKNOWN):  # -1: not in the frame
             raise BadBatch(f"compressed payload declares {declared} bytes, header says {size}")
         reader = _decompressor().stream_reader(data)
         parts = []
@@ -369,8 +369,9 @@ def encode_batch(link_id, sequence, groups, compress="auto"):
     parts = []
     count = 0
     for type_name, host, events in groups:
-        parts.append(encode_group(type_name, host, events))
-        count += len(events)
+        if events:  # an empty group is refused by receivers
+            parts.append(encode_group(type_name, host, events))
+            count += len(events)
     payload = b"".join(parts)
     flags = 0
     if compress and len(payload) >= 512:
@@ -451,6 +452,8 @@ def decode_batch(frames, max_events=MAX_BATCH_EVENTS, max_bytes=MAX_BATCH_BYTES)
             raise BadBatch("truncated group header")
         type_size, host_size, n = _group_header.unpack_from(payload, offset)
         offset += _group_header.size
+        if not n:
+            raise BadBatch("an empty group")
         total += n
         if total > count:
             raise BadBatch(f"groups hold more events than the {count} declared")

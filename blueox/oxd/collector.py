@@ -72,6 +72,12 @@ _MAP_MARKERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 _end_time = struct.Struct("!d").unpack_from
 
 
+class BatchNotStored(Exception):
+    """A batch could not be made durable; its connection is closed."""
+
+    reason = "batch_not_stored"
+
+
 @implementer(IPushProducer)
 class CollectorProtocol(Protocol):
     """One peer on the collection port: ZMTP in, messages to the collector."""
@@ -131,6 +137,11 @@ class CollectorProtocol(Protocol):
         """Send one message back to the peer (acknowledgements)."""
         if self._zmtp is not None and self.connected:
             self._zmtp.send_message(frames)
+
+    def fail(self, error):
+        """Close this connection for ``error`` (counted and logged by its reason)."""
+        if self._zmtp is not None:
+            self._fail(error)
 
     def _fail(self, error):
         self._zmtp = None
@@ -391,6 +402,8 @@ class CollectorService(Service):
             first = frames[0]
             if first and first[0] == wire.BATCH_VERSION:
                 self.batch_received(frames, protocol)
+                if protocol is not None and protocol.closed:
+                    break  # a batch was not stored: take nothing after it
             else:
                 self.message_received(frames)
         if accepted:
@@ -473,13 +486,15 @@ class CollectorService(Service):
             stats.duplicates += batch.count
             return self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_DUPLICATE)
         write_errors = stats.dropped["write_error"]
+        spool_drops = stats.dropped["spool_full"]
         for group in batch.groups:
             self._group_received(group)
         if not self._make_durable():
-            return None
+            return self._not_stored(protocol, batch, "a flush or fsync failed")
         if stats.dropped["write_error"] != write_errors:
-            # Not stored: no acknowledgement, so the sender sends it again.
-            return None
+            return self._not_stored(protocol, batch, "a write failed")
+        if self._writer is None and stats.dropped["spool_full"] != spool_drops:
+            return self._not_stored(protocol, batch, "the forward spool is full")
         if self._fsync == "interval":
             # Recorded and acknowledged at the next fsync, once durable.
             self._unsynced.add(batch_id)
@@ -487,18 +502,25 @@ class CollectorService(Service):
         try:
             self._links.record(batch.link_id, batch.sequence, fsync=self._fsync == "batch")
         except OSError as e:
-            # Written but not recorded: no acknowledgement, the sender resends.
-            stats.batches["unrecorded"] += 1
-            self._warn(
-                "links",
-                "cannot record batch {sequence} in {path}: {error}",
-                sequence=batch.sequence,
-                path=self._links.path,
-                error=e,
+            return self._not_stored(
+                protocol, batch, f"cannot record it in {self._links.path}: {e}"
             )
-            return None
         stats.batches["stored"] += 1
         self._acknowledge(protocol, batch.link_id, batch.sequence, wire.ACK_STORED)
+
+    def _not_stored(self, protocol, batch, why):
+        """A batch that could not be made durable: no acknowledgement, and its
+        connection closes, so that the sender sends it again, in order, with
+        what followed it (the link table then only needs the highest sequence
+        stored per link)."""
+        self.stats.batches["not_stored"] += 1
+        error = BatchNotStored(
+            f"batch {batch.sequence} of link {batch.link_id.hex()} not stored: {why}"
+        )
+        if protocol is not None:
+            protocol.fail(error)
+        else:
+            self._warn(error.reason, "{error}", error=str(error))
 
     def _group_received(self, group):
         count = len(group.ends)
@@ -540,12 +562,13 @@ class CollectorService(Service):
                     header = wire.pack_header(end, source.host, source.type_name)
                     self._forwarder.forward([header, body], len(header) + size)
             return None
+        if bad:
+            self._reject("bad_body", "not one well-formed msgpack map", len(bad))
         offset = 0
         for index, (end, size) in enumerate(zip(ends, sizes)):
             body = bodies[offset : offset + size]
             offset += size
             if index in bad:
-                self._reject("bad_body", "not one well-formed msgpack map")
                 continue
             if self._time_low <= end <= self._time_high:
                 file_end = end
@@ -566,10 +589,12 @@ class CollectorService(Service):
                     bad.add(index)
                 offset += size
             return bad
+        # One unpacker over the whole group while every body is good; after
+        # a bad one, a check per body (the rest of the group is not copied
+        # again at every bad body).
         unpacker = msgpack.Unpacker()
         unpacker.feed(bodies)
         skip, tell = unpacker.skip, unpacker.tell
-        base = 0  # where the unpacker's data starts in bodies
         offset = 0
         for index, size in enumerate(sizes):
             stop = offset + size
@@ -577,15 +602,31 @@ class CollectorService(Service):
             if ok:
                 try:
                     skip()
-                    ok = base + tell() == stop
+                    ok = tell() == stop
                 except Exception:
                     ok = False
+            offset = stop
             if not ok:
                 bad.add(index)
-                unpacker = msgpack.Unpacker()
-                unpacker.feed(bodies[stop:])
-                skip, tell = unpacker.skip, unpacker.tell
-                base = stop
+                break
+        else:
+            return bad
+        view = memoryview(bodies)
+        for index in range(index + 1, len(sizes)):
+            size = sizes[index]
+            stop = offset + size
+            if size > 0 and bodies[offset] in _MAP_MARKERS:
+                one = msgpack.Unpacker()
+                one.feed(view[offset:stop])
+                try:
+                    one.skip()
+                    ok = one.tell() == size
+                except Exception:
+                    ok = False
+            else:
+                ok = False
+            if not ok:
+                bad.add(index)
             offset = stop
         return bad
 
@@ -624,7 +665,12 @@ class CollectorService(Service):
                 ok = False
                 self._warn("links", "cannot record batches in {path}: {error}", path=self._links.path, error=e)
         if not ok:
-            self.stats.batches["unsynced"] += len(held)
+            # Not durable: their connections close, and the senders send
+            # these batches again (unrecorded, they are stored anew).
+            self.stats.batches["not_stored"] += len(held)
+            error = BatchNotStored("the periodic fsync failed")
+            for protocol in {protocol for protocol, _, _ in held}:
+                protocol.fail(error)
             return
         for protocol, ack, status in held:
             if status == wire.ACK_STORED:

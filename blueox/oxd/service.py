@@ -61,6 +61,7 @@ class OxdService(MultiService):
                 rotate_hours=config.rotate_hours,
                 max_open_files=config.max_open_files,
                 verbosity=config.verbosity,
+                fsync_on_close=config.fsync != "never",
             )
         self.publisher = PublisherService(
             config.control.host,
@@ -120,9 +121,14 @@ class OxdService(MultiService):
     def _links_path(self):
         """Where the link table is journaled: --state-path, else LOG_PATH/.oxd."""
         state_path = self.config.state_path
-        if state_path is None and self.config.log_path is not None:
+        if state_path is not None:
+            # Made now, so that an unusable path stops oxd at start rather
+            # than refusing every batch later. (LOG_PATH/.oxd is made at the
+            # first batch: an oxd that only hears applications leaves none.)
+            os.makedirs(state_path, exist_ok=True)
+        elif self.config.log_path is not None:
             state_path = os.path.join(self.config.log_path, ".oxd")
-        if state_path is None:
+        else:
             return None
         return os.path.join(state_path, "links")
 

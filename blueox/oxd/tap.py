@@ -44,10 +44,10 @@ def _address(option, value, default_port):
     return Address(host, port)
 
 
-def _positive_float(value):
+def _fsync_interval(value):
     number = float(value)
-    if not number > 0:
-        raise ValueError(f"{value} is not a positive number")
+    if not 0.01 <= number <= 3600:
+        raise ValueError(f"{value} is not between 0.01 and 3600 seconds")
     return number
 
 
@@ -167,8 +167,8 @@ class OxdOptions(usage.Options):
             "fsync-interval",
             None,
             _defaults.fsync_interval,
-            "Seconds between fsyncs with --fsync=interval",
-            _positive_float,
+            "Seconds between fsyncs with --fsync=interval (0.01 to 3600)",
+            _fsync_interval,
         ],
         [
             "state-path",
@@ -219,6 +219,8 @@ class OxdOptions(usage.Options):
                 raise usage.UsageError(f"--log-path {log_path!r} is not a directory")
         if self["max-message-size"] < 256:
             raise usage.UsageError("--max-message-size must be at least 256 bytes")
+        if self["state-path"] is not None and not self["state-path"]:
+            raise usage.UsageError("--state-path must not be empty")
         if self["fsync"] not in FSYNC_POLICIES:
             raise usage.UsageError(
                 f"--fsync must be one of {', '.join(FSYNC_POLICIES)}, not {self['fsync']!r}"

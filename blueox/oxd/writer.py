@@ -104,6 +104,7 @@ class WriterService(Service):
         flush_delay=0.02,
         verbosity=0,
         max_new_folders=16,
+        fsync_on_close=False,
     ):
         self.log_path = os.path.abspath(log_path)
         self._stats = stats
@@ -125,6 +126,11 @@ class WriterService(Service):
         # Date folders created this minute: (minute, count).
         self._max_new_folders = max_new_folders
         self._new_folders = (None, 0)
+        # With an fsync policy, a file closed before its fsync (evicted,
+        # idle, moved) is fsynced as it closes; a failure is reported by the
+        # next flush_pending(fsync=True).
+        self._fsync_on_close = fsync_on_close
+        self._sync_failed = False
 
     @property
     def open_files(self):
@@ -147,7 +153,7 @@ class WriterService(Service):
         hours = int(end // SECONDS_PER_HOUR)
         entry = self._current.get(type_name)
         if entry is None or not entry.start <= hours < entry.stop:
-            entry = self._entry_for(type_name, hours)
+            entry = self._entry_for(type_name, hours, count)
             if entry is None:
                 return
         try:
@@ -194,14 +200,19 @@ class WriterService(Service):
                     try:
                         os.fsync(entry.file.fileno())
                     except (OSError, ValueError) as e:
-                        ok = False
                         self._close(key, e)
                     else:
                         entry.unsynced = False
+            # Also a file closed since the last fsync that failed its own.
+            ok = ok and not self._sync_failed
+            self._sync_failed = False
         return ok
 
-    def _entry_for(self, type_name, hours):
-        """The open file for ``type_name`` at ``hours``, opening it if need be."""
+    def _entry_for(self, type_name, hours, count=1):
+        """The open file for ``type_name`` at ``hours``, opening it if need be.
+
+        When it cannot be opened the ``count`` events are counted as dropped.
+        """
         bucket = hour_bucket(hours * SECONDS_PER_HOUR, self._rotate_hours)
         key = (type_name, bucket)
         entry = self._open.get(key)
@@ -213,7 +224,7 @@ class WriterService(Service):
                 key = (type_name, hour_bucket(now, self._rotate_hours))
                 entry = self._open.get(key)
         if entry is None:
-            entry = self._open_log(key)
+            entry = self._open_log(key, count)
             if entry is None:
                 return None
         self._current[type_name] = entry
@@ -233,13 +244,13 @@ class WriterService(Service):
         self._new_folders = (minute, count + 1)
         return True
 
-    def _open_log(self, key):
+    def _open_log(self, key, count=1):
         type_name, bucket = key
         path = os.path.join(
             self.log_path, log_file_name(type_name, bucket, self._rotate_hours)
         )
         if os.path.dirname(os.path.dirname(os.path.abspath(path))) != self.log_path:
-            self._stats.reject("unsafe_type")
+            self._stats.reject("unsafe_type", count)
             return None
         while len(self._open) >= self._max_open_files:
             # Least recently written first (last_write is updated at flushes).
@@ -250,7 +261,7 @@ class WriterService(Service):
             file = open(path, "ab", buffering=self._buffer_size)
             st = os.fstat(file.fileno())
         except OSError as e:
-            self._stats.drop("write_error")
+            self._stats.drop("write_error", count)
             self._log_error("cannot open {path}: {error}", path=path, error=e)
             return None
         period = self._rotate_hours or HOURS_PER_DAY
@@ -275,7 +286,10 @@ class WriterService(Service):
         except (OSError, ValueError) as e:
             self._stats.drop("write_error", entry.pending)
             entry.pending = 0
-            self._close(key, e)
+            if self._open.get(key) is entry:
+                self._close(key, e)
+            else:  # already closing
+                self._log_error("write to {path} failed: {error}", path=entry.path, error=e)
             return False
         self._stats.written += entry.pending
         entry.pending = 0
@@ -288,8 +302,14 @@ class WriterService(Service):
         if self._current.get(key[0]) is entry:
             del self._current[key[0]]
         if error is None:
-            self._flush(key, entry)
+            if self._flush(key, entry) and entry.unsynced and self._fsync_on_close:
+                try:
+                    os.fsync(entry.file.fileno())
+                except (OSError, ValueError) as e:
+                    self._sync_failed = True
+                    self._log_error("fsync of {path} failed: {error}", path=entry.path, error=e)
         else:
+            self._sync_failed = True
             self._log_error("write to {path} failed: {error}", path=entry.path, error=error)
         try:
             entry.file.close()

@@ -532,7 +532,7 @@ class AccountingTests(CollectionTestCase):
             self.assertEqual(by_sender[sender], list(range(100)), sender)
 
     def test_forwarding_counts_add_up(self):
-        """A forwarder whose upstream is away accounts for every received event: spooled + dropped + forwarded = received."""
+        """A forwarder whose upstream is away accounts for every received event (spooled + dropped + forwarded = received), and does not acknowledge a batch its full spool dropped."""
         oxd = self.start_oxd(
             f"--forward=127.0.0.1:{free_port()}", "--spool-events=50", "--spool-bytes=100000"
         )
@@ -541,8 +541,14 @@ class AccountingTests(CollectionTestCase):
         dealer = self.zmq_socket(zmq.DEALER, oxd)
         messages = [wire.encode_event(make_event("fwd", n, "d")) for n in range(100)]
         frames = wire.encode_batch(LINK_A, 1, wire.groups_from_messages(messages))
-        self.assertEqual(self.send_batch(dealer, frames).status, wire.ACK_STORED)
+        dealer.send_multipart(frames)
         wait_for(lambda: oxd.status()["received"] == 400, message="400 received")
+        wait_for(
+            lambda: oxd.status()["connections"].get("batch_not_stored") == 1,
+            message="the batch's connection closed",
+        )
+        self.assertFalse(dealer.poll(100), "a batch dropped as spool_full was acknowledged")
+        self.assertEqual(oxd.status()["batches"].get("not_stored"), 1)
         status = oxd.status()
         self.assertEqual(status["unaccounted"], {"forward": 0})
         self.assertEqual(

@@ -444,6 +444,20 @@ class BatchTests(ProtocolTestCase):
             self.assertEqual(harness.stats.received, 3, name)
             self.assertEqual(acks(transport), [(LINK, 1, wire.ACK_STORED)], name)
 
+    def test_many_malformed_bodies_among_good_ones(self):
+        """After the first malformed body each is checked on its own: every bad one is rejected, every good one kept in order."""
+        bad_kinds = [b"\x85\x00", b"\x00" * 5, body(n=0)[:-1], b"\x83\xa1a\x01", b""]
+        events = []
+        for n in range(40):
+            events.append((NOW - 50 + n, body(n=n) if n % 3 else bad_kinds[n % len(bad_kinds)]))
+        self.send_batch(groups=[("request", "web1", events)])
+        good = [(end, b) for n, (end, b) in enumerate(events) if n % 3]
+        self.assertEqual(
+            self.writer.writes(), [("write", "request", end, b) for end, b in good]
+        )
+        self.assertEqual(self.stats.rejected["bad_body"], 40 - len(good))
+        self.assertEqual(acks(self.transport), [(LINK, 1, wire.ACK_STORED)])
+
     def test_malformed_last_body(self):
         """A truncated map as the last body of a group is rejected; the ones before are kept."""
         events = [(NOW - 1, body(n=1)), (NOW, body(n=2)[:-1])]
@@ -509,14 +523,21 @@ class BatchTests(ProtocolTestCase):
         self.assertEqual(self.stats.lag, 1.0)
 
     def test_write_error_not_acknowledged(self):
-        """When flushing the batch fails, it is not acknowledged and not recorded, so a resend is stored."""
+        """When flushing a batch fails it is neither acknowledged nor recorded, its connection closes before the next batch is taken, and a resend is stored."""
         self.writer.flush_ok = False
-        protocol = self.send_batch(sequence=4)
-        self.assertEqual(acks(self.transport), [])
+        protocol, transport = self.harness.connect(b"DEALER")
+        groups = [("request", "web1", [(NOW - 3, body(n=1))])]
+        protocol.dataReceived(batch(4, groups) + batch(5, groups))
+        self.assertEqual(acks(transport), [])
+        self.assertTrue(transport.disconnecting)
         self.assertFalse(self.harness.links.is_duplicate(LINK, 4))
+        self.assertFalse(self.harness.links.is_duplicate(LINK, 5))
+        self.assertEqual(self.stats.batches["not_stored"], 1)
+        self.assertEqual(self.stats.connections["batch_not_stored"], 1)
         self.writer.flush_ok = True
-        self.send_batch(sequence=4, protocol=protocol)
-        self.assertEqual(acks(self.transport), [(LINK, 4, wire.ACK_STORED)])
+        protocol, transport = self.harness.connect(b"DEALER")
+        protocol.dataReceived(batch(4, groups) + batch(5, groups))
+        self.assertEqual(acks(transport), [(LINK, 4, wire.ACK_STORED), (LINK, 5, wire.ACK_STORED)])
 
     def test_dealer_may_send_events(self):
         """A DEALER peer's version 3 events are accepted too."""
@@ -863,7 +884,8 @@ class FsyncTests(ProtocolTestCase):
         harness.writer.flush_ok = False
         harness.service.sync()
         self.assertEqual(acks(transport), [])
-        self.assertEqual(harness.stats.batches["unsynced"], 1)
+        self.assertEqual(harness.stats.batches["not_stored"], 1)
+        self.assertTrue(transport.disconnecting)
 
     def test_resend_after_failed_fsync_is_stored(self):
         """A batch resent after its periodic fsync failed is written again and acknowledged stored, not duplicate."""
@@ -874,6 +896,7 @@ class FsyncTests(ProtocolTestCase):
         harness.writer.flush_ok = False
         harness.service.sync()
         harness.writer.flush_ok = True
+        protocol, transport = harness.connect(b"DEALER")
         protocol.dataReceived(data)
         harness.service.sync()
         self.assertEqual(acks(transport), [(LINK, 1, wire.ACK_STORED)])

@@ -68,6 +68,24 @@ class OptionsTests(SynchronousTestCase):
             (10, 1000, 4096, 0.5, 3, (40000, 40010), True),
         )
 
+    def test_collection_options(self):
+        """The collection port's options: connections, event age with units, fsync policy, state path."""
+        config = parse(
+            "--max-connections=5", "--max-event-age=12h", "--fsync=interval",
+            "--fsync-interval=0.5", "--state-path=/var/lib/blueox",
+        )
+        self.assertEqual(
+            (config.max_connections, config.max_event_age, config.fsync,
+             config.fsync_interval, config.state_path),
+            (5, 43200.0, "interval", 0.5, "/var/lib/blueox"),
+        )
+        defaults = parse()
+        self.assertEqual(
+            (defaults.max_event_age, defaults.fsync, defaults.state_path),
+            (7 * 86400.0, "never", None),
+        )
+        self.assertEqual(parse("--max-event-age=90").max_event_age, 90.0)
+
     def test_bad_options(self):
         """Out-of-range or malformed values raise UsageError with a one-line message."""
         for argv in (
@@ -82,6 +100,15 @@ class OptionsTests(SynchronousTestCase):
             ["--stream-ports=9-1"],
             ["--max-message-size=10"],
             ["--log-path="],
+            ["--fsync=sometimes"],
+            ["--fsync-interval=inf"],
+            ["--fsync-interval=0"],
+            ["--fsync-interval=nan"],
+            ["--max-event-age=-1d"],
+            ["--max-event-age=soon"],
+            ["--max-event-age=infd"],
+            ["--max-connections=0"],
+            ["--state-path="],
             ["extra"],
         ):
             with self.assertRaises(usage.UsageError, msg=repr(argv)) as caught:

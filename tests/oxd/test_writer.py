@@ -249,3 +249,30 @@ class GroupAndDurabilityTests(WriterTests):
         self.clock.advance(60)
         writer.write("t", utc(2011, 6, 1), b"\x80")
         self.assertIn("20110601", os.listdir(self.log_path))
+
+    def test_file_closed_before_its_fsync_is_fsynced(self):
+        """With fsync_on_close, a file evicted before the next fsync is fsynced as it closes, and a failure there fails that fsync."""
+        writer = self.make_writer(max_open_files=1, fsync_on_close=True)
+        synced = []
+        self.patch(os, "fsync", synced.append)
+        writer.write("a", utc(2024, 1, 1), b"\x80")
+        writer.flush_pending()
+        writer.write("b", utc(2024, 1, 1), b"\x80")  # evicts a
+        self.assertEqual(len(synced), 1)
+
+        def broken(fd):
+            raise OSError(5, "Input/output error")
+
+        self.patch(os, "fsync", broken)
+        writer.write("a", utc(2024, 1, 1), b"\x80")  # evicts b, whose fsync fails
+        self.patch(os, "fsync", synced.append)
+        self.assertFalse(writer.flush_pending(fsync=True))
+        self.assertTrue(writer.flush_pending(fsync=True))
+
+    def test_group_that_cannot_be_opened_counts_every_event(self):
+        """A group whose file cannot be opened is counted as that many dropped events."""
+        writer = self.make_writer()
+        with open(self.path("20240101"), "w"):
+            pass
+        writer.write_group("a", utc(2024, 1, 1), b"\x80" * 7, 7)
+        self.assertEqual(self.stats.dropped["write_error"], 7)
