@@ -189,14 +189,7 @@ def sender_zmtp_main(address, count):
                 raise SystemExit(f"unexpected handshake reply {name!r}")
             break
     ready(sum(len(body) for _, body in messages))
-    view = memoryview(data)
-    chunk = 1 << 20
-    start = time.time()
-    for offset in range(0, len(data), chunk):
-        sock.sendall(view[offset : offset + chunk])
-    print(json.dumps({"start": start, "sent": time.time()}), flush=True)
-    sock.shutdown(socket.SHUT_WR)
-    sock.close()
+    send_timed(sock, data)
 
 
 def sender_v4_main(address, count, batch_size, window, compress):
@@ -269,6 +262,11 @@ def sender_tcp_main(address, count):
     host, port = address.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=60)
     ready(len(data))
+    send_timed(sock, data)
+
+
+def send_timed(sock, data):
+    """Write ``data`` in 1 MiB ``sendall`` calls, print the times, then close."""
     view = memoryview(data)
     chunk = 1 << 20
     start = time.time()
