@@ -40,6 +40,7 @@ setup(
         "treq>=23.11",
         "boto3>=1.28",
         "zstandard>=0.22",
+        "google-crc32c>=1.5",
     ],
     extras_require=extras,
     entry_points={

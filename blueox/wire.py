@@ -57,6 +57,10 @@ __all__ = [
     "TooLarge",
     "encode_group",
     "encode_batch",
+    "encode_payload",
+    "sealed_count",
+    "batch_frames",
+    "sealed_messages",
     "groups_from_messages",
     "unpack_batch_header",
     "batch_id",
@@ -364,8 +368,16 @@ def encode_batch(link_id, sequence, groups, compress="auto"):
     ``groups`` are ``(type, host, [(end, body), ...])``. ``compress`` is
     ``"auto"`` (zstd when it saves at least a tenth), True or False.
     """
-    if len(link_id) != LINK_ID_SIZE:
-        raise ValueError(f"a link id is {LINK_ID_SIZE} bytes")
+    return batch_frames(link_id, sequence, encode_payload(groups, compress))
+
+
+# A batch's contents apart from its link id and sequence: what a forwarder
+# spools, numbering it only when it sends it. "!BII": flags, count, size.
+_sealed = struct.Struct("!BII")
+
+
+def encode_payload(groups, compress="auto"):
+    """``groups`` sealed into bytes that `batch_frames` turns into a batch."""
     parts = []
     count = 0
     for type_name, host, events in groups:
@@ -374,16 +386,42 @@ def encode_batch(link_id, sequence, groups, compress="auto"):
             count += len(events)
     payload = b"".join(parts)
     flags = 0
-    if compress and len(payload) >= 512:
+    size = len(payload)
+    if compress and size >= 512:
         packed = _compressor().compress(payload)
-        if compress is True or len(packed) <= len(payload) * 0.9:
-            flags, size, payload = FLAG_ZSTD, len(payload), packed
-        else:
-            size = len(payload)
-    else:
-        size = len(payload)
+        if compress is True or len(packed) <= size * 0.9:
+            flags, payload = FLAG_ZSTD, packed
+    return _sealed.pack(flags, count, size) + payload
+
+
+def sealed_count(sealed):
+    """The number of events in a sealed payload."""
+    return _sealed.unpack_from(sealed)[1]
+
+
+def batch_frames(link_id, sequence, sealed):
+    """The two frames of the batch ``sealed`` (from `encode_payload`) as ``sequence`` of ``link_id``."""
+    if len(link_id) != LINK_ID_SIZE:
+        raise ValueError(f"a link id is {LINK_ID_SIZE} bytes")
+    flags, count, size = _sealed.unpack_from(sealed)
     header = _batch_header.pack(BATCH_VERSION, flags, link_id, sequence, count, size)
-    return [header, payload]
+    return [header, sealed[_sealed.size :]]
+
+
+def sealed_messages(sealed):
+    """The version 3 messages (``[header, body]``) of a sealed payload, for an upstream that takes no batches."""
+    flags, count, size = _sealed.unpack_from(sealed)
+    frames = [_batch_header.pack(BATCH_VERSION, flags, b"\0" * LINK_ID_SIZE, 0, count, size),
+              sealed[_sealed.size :]]
+    messages = []
+    for group in decode_batch(frames, max_events=count, max_bytes=max(size, 1)).groups:
+        offset = 0
+        for end, body_size in zip(group.ends, group.sizes):
+            messages.append(
+                [pack_header(end, group.host, group.type), group.bodies[offset : offset + body_size]]
+            )
+            offset += body_size
+    return messages
 
 
 def groups_from_messages(messages):

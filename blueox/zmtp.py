@@ -277,7 +277,9 @@ MAX_COMMAND = 64 * 1024
 
 
 class Connection:
-    """One ZMTP 3.x connection as the accepting side, without any I/O.
+    """One ZMTP 3.x connection, without any I/O: the accepting side, or with
+    ``socket_type`` the connecting one (it sends its READY once it has the
+    peer's greeting and accepts a peer type in ``peer_types``).
 
     ``write(data)`` sends bytes to the peer; `start` greets it and `feed`
     takes what it sent, returning the complete messages (lists of frames)
@@ -294,9 +296,19 @@ class Connection:
     kept as a list of chunks until complete, so receiving it costs one copy.
     """
 
-    def __init__(self, write, peer_types=PEER_TYPES, max_message_size=1024 * 1024, properties=()):
+    def __init__(
+        self,
+        write,
+        peer_types=PEER_TYPES,
+        max_message_size=1024 * 1024,
+        properties=(),
+        socket_type=None,
+    ):
         self._write = write
         self._peer_types = peer_types
+        # Connecting side: we are ``socket_type`` and speak first; peer_types
+        # is then the collection of peer types we accept.
+        self._socket_type = socket_type
         self._max_message_size = max_message_size
         self._properties = properties
         self._state = _HANDSHAKE
@@ -321,7 +333,7 @@ class Connection:
         return len(self._buffer) + len(self._chunks) + self._message_size
 
     def start(self):
-        """Send our greeting (ZMTP 3.1, NULL, as server)."""
+        """Send our greeting (ZMTP 3.1, NULL)."""
         self._write(greeting(minor=1))
 
     def send_message(self, frames):
@@ -373,6 +385,8 @@ class Connection:
             self.peer_version = parse_greeting(buffer[:GREETING_SIZE])
             self._greeted = True
             offset = GREETING_SIZE
+            if self._socket_type is not None:
+                self._write(ready(self._socket_type, self._properties))
         else:
             offset = 0
         frame = _one_frame(buffer, offset, MAX_COMMAND)
@@ -388,6 +402,14 @@ class Connection:
             raise ProtocolError(f"expected READY, got {name[:20]!r}")
         self.peer_properties = parse_ready(data)
         self.peer_type = self.peer_properties.get("socket-type", b"")
+        if self._socket_type is not None:
+            if self.peer_type not in self._peer_types:
+                raise BadSocketType(
+                    f"the peer is a {self.peer_type.decode('ascii', 'replace')[:20] or 'nameless'} "
+                    f"socket, which a {self._socket_type.decode()} cannot talk to"
+                )
+            self._state = _OPEN
+            return offset
         ours = self._peer_types.get(self.peer_type)
         if ours is None:
             reason = b"socket type not supported"

@@ -434,9 +434,9 @@ class CollectorService(Service):
             file_end = self._retime(end)
             if file_end is None:
                 return None
-        self._accept(source, end, file_end, body, frames)
+        self._accept(source, end, file_end, body)
 
-    def _accept(self, source, end, file_end, body, frames=None):
+    def _accept(self, source, end, file_end, body):
         stats = self.stats
         stats.received += 1
         self._last_end = end
@@ -451,9 +451,7 @@ class CollectorService(Service):
         if self._publisher is not None and self._publisher.active:
             self._publisher.publish(source.type_bytes, body)
         if self._forwarder is not None:
-            if frames is None:
-                frames = [wire.pack_header(end, source.host, source.type_name), body]
-            self._forwarder.forward(frames, len(frames[0]) + len(body))
+            self._forwarder.forward_event(source.type_name, source.host, end, body)
 
     def batch_end(self, drained):
         """After each chunk: note the arrival time; flush soon when nothing waits."""
@@ -559,8 +557,7 @@ class CollectorService(Service):
                 if self._publisher is not None and self._publisher.active:
                     self._publisher.publish(source.type_bytes, body)
                 if self._forwarder is not None:
-                    header = wire.pack_header(end, source.host, source.type_name)
-                    self._forwarder.forward([header, body], len(header) + size)
+                    self._forwarder.forward_event(source.type_name, source.host, end, body)
             return None
         if bad:
             self._reject("bad_body", "not one well-formed msgpack map", len(bad))
@@ -634,6 +631,10 @@ class CollectorService(Service):
         """Flush (and fsync per policy) what was written; False if that failed."""
         writer = self._writer
         if writer is None:
+            # A relay: the events must be in its spool (on disk with
+            # --spool-path) before the batch is acknowledged.
+            if self._forwarder is not None:
+                self._forwarder.seal()
             return True
         return writer.flush_pending(fsync=self._fsync == "batch")
 

@@ -7,7 +7,11 @@ Nothing reads options or environment variables after that.
 
 from dataclasses import dataclass
 
-__all__ = ["OxdConfig", "Address", "FSYNC_POLICIES"]
+__all__ = ["OxdConfig", "Address", "FSYNC_POLICIES", "FORWARD_MODES", "COMPRESSIONS"]
+
+# How batches are spread over several upstreams.
+FORWARD_MODES = ("failover", "balance")
+COMPRESSIONS = ("auto", "zstd", "none")
 
 # When written files are fsynced before a batch is acknowledged.
 FSYNC_POLICIES = ("never", "batch", "interval")
@@ -34,7 +38,10 @@ class OxdConfig:
 
     collect: Address
     control: Address
-    forward: Address | None = None
+    forward: tuple = ()  # upstream Addresses, in order of preference
+    forward_mode: str = "failover"
+    spool_path: str | None = None
+    compress: str = "auto"
     log_path: str | None = None
     rotate_hours: int | None = None
     verbosity: int = 0
@@ -47,7 +54,6 @@ class OxdConfig:
     fsync_interval: float = 1.0
     state_path: str | None = None
     stream_hwm: int = 10_000
-    forward_hwm: int = 200
     drain_timeout: float = 5.0
     max_open_files: int = 256
     stream_ports: tuple = (35000, 36000)

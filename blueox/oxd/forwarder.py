@@ -1,164 +1,661 @@
-"""The forwarder service: send every event to an upstream oxd, spooling.
+"""The forwarder service: send every event upstream in acknowledged batches.
 
-Each event is forwarded as the two frames it arrived as (wire version 3),
-so any oxd, old or new, accepts it.
+Events from the collector are gathered into a batch (grouped by type and
+host; sealed at ``batch_events`` events, ``batch_bytes`` bytes or
+``batch_delay`` seconds after its first event, zstd-compressed when that
+pays) and the sealed batch goes into the spool (`blueox.oxd.spool`: in
+memory, or on disk with ``--spool-path``); from then on its events count as
+``spooled``. Past the spool's bounds a batch is dropped and counted
+(``spool_full``), with a warning at most once a minute.
 
-Knowing when the upstream is away: the PUSH socket sets ``IMMEDIATE``, so
-ZeroMQ queues nothing until a connection to the upstream is complete, and a
-small send high-water mark, so ZeroMQ's own queue stays short. A send that
-ZeroMQ refuses (``zmq.Again``) means the upstream is absent or slow; the
-event then waits in our bounded `Spool` and later events queue behind it,
-keeping order. The spool drains when ZeroMQ reports the socket writable
-again (and on a retry timer). ``forwarded`` counts what ZeroMQ accepted;
-what is past the spool's bound is dropped and counted as ``spool_full``.
+Each upstream is a ZMTP connection of ours (a DEALER: the link protocol of
+`docs/link-protocol.md`). Batches are numbered per upstream when first sent
+to it (each upstream has a link id of its own, derived from the spool's),
+at most ``window`` are unacknowledged at once, and sending is driven by the
+acknowledgements and by the connection's writability, never a timer. An
+acknowledged batch is released from the spool and its events count as
+``forwarded``. When a connection is lost, or an acknowledgement is later
+than ``ack_timeout``, the connection is closed and its unacknowledged
+batches go back to the front of the queue, in order: they are sent again on
+the next connection, to the same upstream or, in ``failover`` mode, to the
+next one that answers (the first listed is preferred again as soon as it
+answers); in ``balance`` mode batches go to every upstream that answers.
+An upstream that cannot take batches (an older oxd: its collection port is a
+ZeroMQ PULL socket, which refuses a DEALER) is sent version 3 messages
+instead, unacknowledged, with a warning.
 
-A graceful stop gives the spool ``drain_timeout`` seconds to empty, then
-closes the socket lingering for what is left of that time.
+A graceful stop seals the open batch and gives the spool ``drain_timeout``
+seconds to be acknowledged; with a disk spool what is left stays there for
+the next start, with a memory spool it is dropped and counted
+(``shutdown``).
 """
 
-import zmq
+import collections
+import hashlib
+import json
+import os
+
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from blueox.oxd.zmqio import ZmqSocket, open_socket
+from blueox import wire, zmtp
+from blueox.oxd.config import FORWARD_MODES
 
-__all__ = ["ForwarderService"]
+__all__ = ["ForwarderService", "Upstream"]
+
+# Sequences are leased in blocks and the lease is kept in the spool folder,
+# so that a restarted oxd never reuses a sequence its upstream has seen.
+SEQUENCE_LEASE = 100_000
+
+RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
+WARN_INTERVAL = 60.0
+
+
+class _Batcher:
+    """The batch being gathered: events grouped by (type, host)."""
+
+    def __init__(self):
+        self.groups = {}
+        self.count = 0
+        self.bytes = 0
+
+    def add(self, key, type_name, host, end, body):
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = (type_name, host, [])
+        group[2].append((end, body))
+        self.count += 1
+        self.bytes += len(body) + 12
+
+    def seal(self, compress):
+        sealed = wire.encode_payload(self.groups.values(), compress)
+        count = self.count
+        self.groups = {}
+        self.count = self.bytes = 0
+        return sealed, count
+
+
+@implementer(IPushProducer)
+class _LinkProtocol(Protocol):
+    """Our side of one connection to an upstream's collection port."""
+
+    def __init__(self, upstream, as_push):
+        self._upstream = upstream
+        self._as_push = as_push
+        self._zmtp = None
+        self.paused = False
+
+    def connectionMade(self):
+        kind = b"PUSH" if self._as_push else b"DEALER"
+        accepted = {b"PULL"} if self._as_push else {b"ROUTER", b"DEALER"}
+        self._zmtp = zmtp.Connection(
+            self.transport.write, peer_types=accepted, socket_type=kind
+        )
+        self.transport.registerProducer(self, True)
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(1)
+        self._zmtp.start()
+
+    @property
+    def ready(self):
+        return self._zmtp is not None and self._zmtp.ready
+
+    def dataReceived(self, data):
+        connection = self._zmtp
+        if connection is None:
+            return
+        was_ready = connection.ready
+        try:
+            messages = connection.feed(data)
+        except zmtp.ProtocolError as e:
+            return self.fail(e, handshake=not was_ready)
+        if connection.ready and not was_ready:
+            self._upstream.connection_ready(self)
+        for frames in messages:
+            self._upstream.message_received(self, frames)
+        if connection.error is not None:
+            self.fail(connection.error)
+
+    def send(self, frames):
+        self._zmtp.send_message(frames)
+
+    def fail(self, error, handshake=False):
+        if self._zmtp is None:
+            return
+        self._zmtp = None
+        self._upstream.connection_failed(self, error, handshake)
+        self.transport.unregisterProducer()
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason):
+        handshake = self._zmtp is not None and not self._zmtp.ready
+        self._zmtp = None
+        self._upstream.connection_lost(self, reason, handshake)
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        self._upstream.writable(self)
+
+    def stopProducing(self):
+        pass
+
+
+class _LinkFactory(ClientFactory):
+    def __init__(self, upstream, as_push):
+        self._upstream = upstream
+        self._as_push = as_push
+
+    def buildProtocol(self, addr):
+        return _LinkProtocol(self._upstream, self._as_push)
+
+    def clientConnectionFailed(self, connector, reason):
+        self._upstream.connect_failed(reason)
+
+    def clientConnectionLost(self, connector, reason):
+        pass  # _LinkProtocol.connectionLost has said it
+
+
+class Upstream:
+    """One upstream collector: its connection, reconnection and batches in flight."""
+
+    log = Logger()
+
+    def __init__(self, forwarder, address, link_id, first_sequence):
+        self.address = address
+        self.link_id = link_id
+        self.next_sequence = first_sequence
+        self.protocol = None
+        self.takes_batches = True
+        self.inflight = collections.OrderedDict()  # sequence -> (spool index, sent at)
+        self.sequences = {}  # spool index -> sequence on this link
+        self.failures = 0
+        self.last_ack = None
+        self.connected_since = None
+        self._forwarder = forwarder
+        self._reactor = forwarder.reactor
+        self._delay = RECONNECT_MIN
+        self._retry = None
+        self._stopped = False
+        self._warned = {}
+
+    # Connection management
+
+    def connect(self):
+        self._retry = None
+        if self._stopped:
+            return
+        self._reactor.connectTCP(
+            self.address.host,
+            self.address.port,
+            _LinkFactory(self, not self.takes_batches),
+            timeout=5,
+        )
+
+    def _reconnect_later(self):
+        if self._stopped or self._retry is not None:
+            return
+        delay = self._delay
+        self._delay = min(self._delay * 2, RECONNECT_MAX)
+        self._retry = self._reactor.callLater(delay, self.connect)
+
+    def stop(self):
+        self._stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self.protocol is not None:
+            self.protocol.transport.abortConnection()
+
+    @property
+    def ready(self):
+        return self.protocol is not None and self.protocol.ready
+
+    def connect_failed(self, reason):
+        self.failures += 1
+        self._warn("connect", "cannot connect to {address}: {error}", error=reason.getErrorMessage())
+        self._reconnect_later()
+
+    def connection_ready(self, protocol):
+        self.protocol = protocol
+        self.connected_since = self._reactor.seconds()
+        self._delay = RECONNECT_MIN
+        self.log.info(
+            "forwarding to {address} ({how})",
+            address=str(self.address),
+            how="acknowledged batches" if self.takes_batches else "version 3, unacknowledged",
+        )
+        self._forwarder.upstream_ready(self)
+
+    def connection_failed(self, protocol, error, handshake):
+        if handshake and self.takes_batches and isinstance(
+            error, (zmtp.PeerError, zmtp.BadSocketType)
+        ):
+            self._fall_back(str(error))
+        else:
+            self._warn("failed", "connection to {address} failed: {error}", error=str(error))
+
+    def connection_lost(self, protocol, reason, handshake):
+        if self.protocol is protocol:
+            self.protocol = None
+            self.connected_since = None
+        elif handshake and self.takes_batches and protocol.ready is False:
+            # A collector that hangs up on a DEALER during the handshake:
+            # libzmq's PULL socket does that.
+            self._fall_back("it closed the connection during the handshake")
+        self.failures += 1
+        self._forwarder.upstream_lost(self)
+        self._reconnect_later()
+
+    def _fall_back(self, why):
+        self.takes_batches = False
+        self.log.warn(
+            "{address} does not take acknowledged batches ({why}): sending it version 3 "
+            "messages, which it does not acknowledge (an older oxd?)",
+            address=str(self.address),
+            why=why,
+        )
+
+    def _warn(self, key, format, **kw):
+        now = self._reactor.seconds()
+        last, count = self._warned.get(key, (None, 0))
+        count += 1
+        if last is None or now - last >= WARN_INTERVAL:
+            self.log.warn(format + " ({count} times since the last warning)", address=str(self.address), count=count, **kw)
+            count = 0
+            last = now
+        self._warned[key] = (last, count)
+
+    # Batches
+
+    def can_send(self):
+        protocol = self.protocol
+        return (
+            protocol is not None
+            and protocol.ready
+            and not protocol.paused
+            and len(self.inflight) < self._forwarder.window
+        )
+
+    def send(self, index, sealed):
+        """Send spooled batch ``index``; numbered on this link the first time."""
+        if not self.takes_batches:
+            for frames in wire.sealed_messages(sealed):
+                self.protocol.send(frames)
+            return False  # nothing to wait for
+        sequence = self.sequences.get(index)
+        if sequence is None:
+            sequence = self.sequences[index] = self._forwarder.take_sequence(self)
+        self.inflight[sequence] = (index, self._reactor.seconds())
+        self.protocol.send(wire.batch_frames(self.link_id, sequence, sealed))
+        return True
+
+    def message_received(self, protocol, frames):
+        if len(frames) != 1:
+            return
+        try:
+            ack = wire.decode_ack(frames[0])
+        except wire.WireError:
+            return
+        if ack.link_id != self.link_id:
+            return
+        entry = self.inflight.pop(ack.sequence, None)
+        if entry is None:
+            return
+        index = entry[0]
+        self.sequences.pop(index, None)
+        self.last_ack = self._reactor.seconds()
+        self._forwarder.acknowledged(self, index, ack.status)
+
+    def writable(self, protocol):
+        self._forwarder.pump()
+
+    def take_back(self):
+        """The batches in flight, to send again (the connection is gone)."""
+        indexes = [index for index, _ in self.inflight.values()]
+        self.inflight.clear()
+        return indexes
+
+    def overdue(self, now, timeout):
+        if not self.inflight:
+            return False
+        _, sent = next(iter(self.inflight.values()))
+        return now - sent > timeout
+
+    def state(self):
+        return {
+            "address": str(self.address),
+            "connected": self.ready,
+            "batches": self.takes_batches,
+            "unacked": len(self.inflight),
+            "last_ack": self.last_ack,
+            "failures": self.failures,
+        }
 
 
 class ForwarderService(Service):
-    """Forward to ``address`` (an `Address`) through ``spool``."""
+    """Forward to ``addresses`` through ``spool``; see the module docstring."""
 
     log = Logger()
 
     def __init__(
         self,
-        address,
-        context,
+        addresses,
         reactor,
         spool,
         stats,
-        hwm=200,
+        mode="failover",
+        batch_events=1000,
+        batch_bytes=1024 * 1024,
+        batch_delay=0.05,
+        window=32,
+        ack_timeout=30.0,
+        compress="auto",
         drain_timeout=5.0,
-        retry_interval=0.1,
-        batch_size=1000,
     ):
-        self.address = address
+        if mode not in FORWARD_MODES:
+            raise ValueError(f"forward mode {mode!r} is not one of {FORWARD_MODES}")
+        if not isinstance(addresses, (list, tuple)):
+            addresses = [addresses]
+        self.reactor = reactor
         self.spool = spool
-        self._context = context
-        self._reactor = reactor
+        self.mode = mode
+        self.window = window
         self._stats = stats
-        self._hwm = hwm
+        self._batch_events = batch_events
+        self._batch_bytes = batch_bytes
+        self._batch_delay = batch_delay
+        self._ack_timeout = ack_timeout
+        self._compress = compress
         self._drain_timeout = drain_timeout
-        self._retry_interval = retry_interval
-        self._batch_size = batch_size
-        self._socket = None
-        self._retry = None
-        self._warned_full = False
+        self._batcher = _Batcher()
+        self._seal_call = None
+        self._queue = collections.deque(spool.indexes())  # spooled, not in flight
+        recovered = getattr(spool, "recovered", None)
+        if recovered:
+            # Accepted by an earlier run: part of this run's accounting.
+            stats.recovered += recovered.get("events", 0)
+        self._base_link_id = getattr(spool, "link_id", None) or os.urandom(wire.LINK_ID_SIZE)
+        self._leases = self._load_leases()
+        self._check = LoopingCall(self._check_acks)
+        self._check.clock = reactor
+        self._warned_full = (None, 0)
+        self._unreadable_counted = 0
+        self.upstreams = [self._upstream(address) for address in addresses]
+        self.address = addresses[0]
+
+    # Sequences
+
+    def _lease_path(self):
+        path = getattr(self.spool, "path", None)
+        return None if path is None else os.path.join(path, "sequences")
+
+    def _load_leases(self):
+        path = self._lease_path()
+        if path is None:
+            return {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                leases = json.load(f)
+            return {str(k): int(v) for k, v in leases.items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def _save_leases(self):
+        path = self._lease_path()
+        if path is None:
+            return
+        temporary = path + ".new"
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(self._leases, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+
+    def _upstream(self, address):
+        key = str(address)
+        link_id = hashlib.blake2b(
+            self._base_link_id + key.encode(), digest_size=wire.LINK_ID_SIZE
+        ).digest()
+        first = self._leases.get(key, 1)
+        return Upstream(self, address, link_id, first)
+
+    def take_sequence(self, upstream):
+        """The next sequence on ``upstream``'s link, leasing a block ahead when needed."""
+        sequence = upstream.next_sequence
+        upstream.next_sequence += 1
+        key = str(upstream.address)
+        if self._lease_path() is not None and upstream.next_sequence > self._leases.get(key, 0):
+            self._leases[key] = sequence + SEQUENCE_LEASE
+            self._save_leases()
+        return sequence
+
+    # Service
 
     def startService(self):
-        options = {
-            zmq.IMMEDIATE: 1,
-            zmq.SNDHWM: self._hwm,
-            zmq.LINGER: 0,
-            zmq.RECONNECT_IVL: 100,
-            zmq.RECONNECT_IVL_MAX: 2000,
-            zmq.TCP_KEEPALIVE: 1,
-            zmq.TCP_KEEPALIVE_IDLE: 60,
-        }
-        socket, _ = open_socket(
-            self._context, zmq.PUSH, options, lambda s: s.connect(self.address.endpoint())
-        )
-        self._socket = ZmqSocket(self._reactor, socket, on_wakeup=self.flush)
-        self.log.info("forwarding to {address}", address=str(self.address))
         super().startService()
+        if self._queue:
+            self.log.info(
+                "{count} spooled batches ({events} events) to forward first",
+                count=len(self._queue),
+                events=self.spool.events,
+            )
+        for upstream in self.upstreams:
+            upstream.connect()
+        self._check.start(1.0, now=False)
 
-    def forward(self, frames, size):
-        """Send ``frames`` upstream now, or spool them (in order) if we cannot."""
-        if not self.spool:
-            try:
-                self._socket.socket.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-            else:
-                self._stats.forwarded += 1
+    def forward_event(self, type_name, host, end, body):
+        """Take one event; past the spool's bounds it is dropped and counted."""
+        batcher = self._batcher
+        spool = self.spool
+        size = len(body) + 12
+        if (
+            spool.events + batcher.count >= spool.max_events
+            or spool.bytes + batcher.bytes + size > spool.max_bytes
+        ):
+            self.seal()
+            if spool.events >= spool.max_events or spool.bytes + size > spool.max_bytes:
+                self._stats.drop("spool_full")
+                self._warn_full(1)
                 return
-        if self.spool.push(frames, size):
-            self._warned_full = False
-            self._schedule_retry()
+        batcher.add((type_name, host), type_name, host, end, body)
+        if batcher.count >= self._batch_events or batcher.bytes >= self._batch_bytes:
+            self.seal()
+        elif self._seal_call is None:
+            self._seal_call = self.reactor.callLater(self._batch_delay, self.seal)
+
+    def seal(self):
+        """Put the batch being gathered into the spool now."""
+        if self._seal_call is not None:
+            if self._seal_call.active():
+                self._seal_call.cancel()
+            self._seal_call = None
+        if not self._batcher.count:
+            return
+        sealed, count = self._batcher.seal(self._compress)
+        index = self.spool.append(sealed, count)
+        if index is None:
+            self._stats.drop("spool_full", count)
+            self._warn_full(count)
+            return
+        self._queue.append(index)
+        self.pump()
+
+    @property
+    def pending(self):
+        """Events accepted and not yet sealed into the spool."""
+        return self._batcher.count
+
+    def _warn_full(self, count):
+        now = self.reactor.seconds()
+        last, dropped = self._warned_full
+        dropped += count
+        if last is None or now - last >= WARN_INTERVAL:
+            self.log.warn(
+                "forward spool full ({events} events, {bytes} bytes): dropped {dropped} "
+                "events since the last warning",
+                events=self.spool.events,
+                bytes=self.spool.bytes,
+                dropped=dropped,
+            )
+            last, dropped = now, 0
+        self._warned_full = (last, dropped)
+
+    # Sending
+
+    def _targets(self):
+        ready = [upstream for upstream in self.upstreams if upstream.ready]
+        if self.mode == "failover":
+            return ready[:1]
+        return ready
+
+    def pump(self):
+        """Send queued batches while an upstream has room."""
+        targets = self._targets()
+        while self._queue and targets:
+            progressed = False
+            for upstream in targets:
+                if not self._queue:
+                    break
+                if not upstream.can_send():
+                    continue
+                index = self._queue[0]
+                try:
+                    sealed = self.spool.read(index)
+                except KeyError:
+                    # Released, or found unreadable on disk (the spool
+                    # released it and counted its events): count those.
+                    self._queue.popleft()
+                    self._count_unreadable()
+                    continue
+                self._queue.popleft()
+                if not upstream.send(index, sealed):
+                    # Version 3: no acknowledgement to wait for.
+                    self._done(index, forwarded=True)
+                progressed = True
+            if not progressed:
+                break
+
+    def _count_unreadable(self):
+        unreadable = getattr(self.spool, "unreadable", None)
+        if unreadable is None:
+            return
+        lost = unreadable["events"] - self._unreadable_counted
+        if lost:
+            self._unreadable_counted += lost
+            self._stats.drop("spool_corrupt", lost)
+
+    def upstream_ready(self, upstream):
+        if self.mode == "failover":
+            # Batches in flight to a less preferred upstream finish there.
+            pass
+        self.pump()
+
+    def upstream_lost(self, upstream):
+        self._requeue(upstream.take_back())
+        self.pump()
+
+    def _requeue(self, indexes):
+        if indexes:
+            self._queue = collections.deque(sorted(set(indexes) | set(self._queue)))
+
+    def acknowledged(self, upstream, index, status):
+        if status == wire.ACK_REJECTED:
+            count = self.spool.count_of(index)
+            self._stats.drop("rejected_upstream", count)
+            self.log.warn(
+                "{address} rejected a batch of {count} events as malformed",
+                address=str(upstream.address),
+                count=count,
+            )
+            self._done(index, forwarded=False)
         else:
-            self._stats.drop("spool_full")
-            if not self._warned_full:
-                self._warned_full = True
-                self.log.warn(
-                    "forward spool full ({events} events, {bytes} bytes); "
-                    "dropping events until {address} takes some",
-                    events=len(self.spool),
-                    bytes=self.spool.bytes,
-                    address=str(self.address),
+            self._done(index, forwarded=True)
+        self.pump()
+
+    def _done(self, index, forwarded):
+        try:
+            count = self.spool.count_of(index)
+        except KeyError:
+            return
+        if forwarded:
+            self._stats.forwarded += count
+        self.spool.release(index)
+        for upstream in self.upstreams:
+            upstream.sequences.pop(index, None)
+
+    def _check_acks(self):
+        now = self.reactor.seconds()
+        for upstream in self.upstreams:
+            if upstream.protocol is not None and upstream.overdue(now, self._ack_timeout):
+                upstream.protocol.fail(
+                    zmtp.ProtocolError(f"no acknowledgement for {self._ack_timeout:g} s")
                 )
 
-    def flush(self, limit=None):
-        """Send spooled events until ZeroMQ refuses one; return how many."""
-        if self._socket is None or self._socket.closed:
-            return 0
-        send = self._socket.socket.send_multipart
-        spool = self.spool
-        sent = 0
-        limit = self._batch_size if limit is None else limit
-        while spool and sent < limit:
-            try:
-                send(spool.peek(), zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            spool.pop()
-            sent += 1
-        self._stats.forwarded += sent
-        if spool:
-            self._schedule_retry(0 if sent == limit else None)
-        return sent
+    # Status and stop
 
-    def _schedule_retry(self, delay=None):
-        if self._retry is None or not self._retry.active():
-            self._retry = self._reactor.callLater(
-                self._retry_interval if delay is None else delay, self._retry_flush
-            )
+    @property
+    def spooled(self):
+        """Events waiting: sealed in the spool (in flight or not) and being gathered."""
+        return self.spool.events + self._batcher.count
 
-    def _retry_flush(self):
-        self._retry = None
-        self.flush()
-        if self._socket is not None:
-            self._socket.after_send()
+    def status(self):
+        oldest = self.spool.oldest_time
+        return {
+            "mode": self.mode,
+            "upstreams": [upstream.state() for upstream in self.upstreams],
+            "spool_events": self.spool.events,
+            "spool_bytes": self.spool.bytes,
+            "spool_batches": len(self.spool),
+            "oldest_spooled_age": None if oldest is None else self.reactor.seconds() - oldest,
+        }
 
     def stopService(self):
-        """Drain the spool for at most ``drain_timeout`` seconds, then close."""
+        """Seal, then wait at most ``drain_timeout`` seconds for the spool to be acknowledged."""
         super().stopService()
-        deadline = self._reactor.seconds() + self._drain_timeout
+        self.seal()
+        if self._check.running:
+            self._check.stop()
+        deadline = self.reactor.seconds() + self._drain_timeout
         done = defer.Deferred()
 
         def attempt():
-            self.flush(limit=10_000)
-            remaining = deadline - self._reactor.seconds()
-            if self.spool and remaining > 0:
-                self._reactor.callLater(min(0.05, remaining), attempt)
+            self.pump()
+            remaining = deadline - self.reactor.seconds()
+            if len(self.spool) and remaining > 0 and any(u.ready for u in self.upstreams):
+                self.reactor.callLater(min(0.05, remaining), attempt)
                 return
-            self._close(max(0.0, remaining))
+            self._close()
             done.callback(None)
 
         attempt()
         return done
 
-    def _close(self, linger_seconds):
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        lost = self.spool.clear()
-        if lost:
-            self._stats.drop("shutdown", lost)
+    def _close(self):
+        for upstream in self.upstreams:
+            upstream.stop()
+        left = self.spool.events
+        if left and getattr(self.spool, "path", None) is None:
+            self._stats.drop("shutdown", left)
+            for index in self.spool.indexes():
+                self.spool.release(index)
             self.log.warn(
                 "stopped with {count} events not forwarded to {address}",
-                count=lost,
-                address=str(self.address),
+                count=left,
+                address=", ".join(str(u.address) for u in self.upstreams),
             )
-        if self._socket is not None:
-            self._socket.close(linger=int(linger_seconds * 1000))
+        elif left:
+            self.log.info(
+                "{count} events stay in the spool at {path} for the next start",
+                count=left,
+                path=self.spool.path,
+            )
+        self.spool.close()

@@ -26,7 +26,7 @@ from blueox.oxd.control import ControlService
 from blueox.oxd.forwarder import ForwarderService
 from blueox.oxd.links import LinkTable
 from blueox.oxd.publisher import PublisherService
-from blueox.oxd.spool import Spool
+from blueox.oxd.spool import DiskSpool, MemorySpool
 from blueox.oxd.stats import StallProbe, Stats
 from blueox.oxd.writer import WriterService
 
@@ -71,14 +71,24 @@ class OxdService(MultiService):
             stats,
             hwm=config.stream_hwm,
         )
-        if config.forward is not None:
+        if config.forward:
+            if config.spool_path is not None:
+                spool = DiskSpool(
+                    reactor,
+                    config.spool_path,
+                    config.spool_max_events,
+                    config.spool_max_bytes,
+                    fsync=config.fsync != "never",
+                )
+            else:
+                spool = MemorySpool(reactor, config.spool_max_events, config.spool_max_bytes)
             self.forwarder = ForwarderService(
-                config.forward,
-                context,
+                list(config.forward),
                 reactor,
-                Spool(config.spool_max_events, config.spool_max_bytes),
+                spool,
                 stats,
-                hwm=config.forward_hwm,
+                mode=config.forward_mode,
+                compress={"auto": "auto", "zstd": True, "none": False}[config.compress],
                 drain_timeout=config.drain_timeout,
             )
         self.links = LinkTable(reactor, path=self._links_path())
@@ -153,7 +163,7 @@ class OxdService(MultiService):
             control=str(self.config.control),
             stream=self.publisher.port,
             log_path=self.config.log_path,
-            forward=str(self.config.forward) if self.config.forward else None,
+            forward=", ".join(map(str, self.config.forward)) or None,
         )
 
     def _close_after_failed_start(self):
@@ -207,17 +217,17 @@ class OxdService(MultiService):
                 "control": self.config.control.port,
                 "stream": self.publisher.port,
             },
-            queued=len(self.forwarder.spool) if self.forwarder else 0,
-            spooled=len(self.forwarder.spool) if self.forwarder else 0,
+            queued=self.forwarder.spooled if self.forwarder else 0,
+            spooled=self.forwarder.spooled if self.forwarder else 0,
             unaccounted=self.stats.balance(
                 self.writer is not None,
                 self.forwarder is not None,
-                len(self.forwarder.spool) if self.forwarder else 0,
+                self.forwarder.spooled if self.forwarder else 0,
             ),
             queued_bytes=self.forwarder.spool.bytes if self.forwarder else 0,
             open_files=self.writer.open_files if self.writer else 0,
             subscriptions=self.publisher.subscriptions,
             log_path=self.config.log_path,
-            forward=str(self.config.forward) if self.config.forward else None,
+            forward=", ".join(map(str, self.config.forward)) or None,
         )
         return status

@@ -18,7 +18,7 @@ __all__ = ["Stats", "StallProbe", "WRITE_DROPS", "FORWARD_DROPS"]
 
 # The drop reasons of each role.
 WRITE_DROPS = ("write_error",)
-FORWARD_DROPS = ("spool_full", "shutdown")
+FORWARD_DROPS = ("spool_full", "shutdown", "rejected_upstream", "spool_corrupt")
 
 
 class _Tally:
@@ -50,6 +50,7 @@ class Stats:
         self.retimed = Counter()
         self.batches = Counter()
         self.duplicates = 0
+        self.recovered = 0  # events a forwarder found in its disk spool at start
         self.connections = Counter()
         self.last = None
         self.lag = None
@@ -104,7 +105,8 @@ class Stats:
         Every accepted event ends up written, forwarded, spooled (waiting to
         be forwarded) or dropped for a reason of that role:
         ``received = written + dropped`` for the writer and
-        ``received = forwarded + spooled + dropped`` for the forwarder.
+        ``received + recovered = forwarded + spooled + dropped`` for the
+        forwarder (``recovered``: found in its disk spool at start).
         """
         balance = {}
         if writing:
@@ -112,7 +114,9 @@ class Stats:
             balance["write"] = self.received - self.written - dropped
         if forwarding:
             dropped = sum(self.dropped[reason] for reason in FORWARD_DROPS)
-            balance["forward"] = self.received - self.forwarded - spooled - dropped
+            balance["forward"] = (
+                self.received + self.recovered - self.forwarded - spooled - dropped
+            )
         return balance
 
     def snapshot(self):
@@ -131,6 +135,7 @@ class Stats:
             "retimed": dict(self.retimed),
             "batches": dict(self.batches),
             "duplicates": self.duplicates,
+            "recovered": self.recovered,
             "connections": dict(self.connections),
             "untracked": self.untracked,
             "events": {name: t.as_dict() for name, t in self.events.items()},

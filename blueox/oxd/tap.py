@@ -15,7 +15,7 @@ import sys
 from twisted.python import usage
 
 from blueox import ports
-from blueox.oxd.config import FSYNC_POLICIES, Address, OxdConfig
+from blueox.oxd.config import COMPRESSIONS, FORWARD_MODES, FSYNC_POLICIES, Address, OxdConfig
 
 __all__ = ["OxdOptions", "Options", "makeService"]
 
@@ -113,7 +113,33 @@ class OxdOptions(usage.Options):
             f"the same host [default: $BLUEOX_CLIENT_HOST or "
             f"127.0.0.1:{ports.DEFAULT_CONTROL_PORT}]",
         ],
-        ["forward", "r", None, "Forward every event to this upstream oxd host:port"],
+        [
+            "forward",
+            "r",
+            None,
+            "Forward every event to this upstream oxd's collection port, host:port; "
+            "several, comma-separated, for failover or balance (--forward-mode)",
+        ],
+        [
+            "forward-mode",
+            None,
+            "failover",
+            "With several upstreams: failover (all to the first that answers, back "
+            "to it when it returns) or balance (batches spread over all that answer)",
+        ],
+        [
+            "spool-path",
+            None,
+            None,
+            "Keep the forward spool on disk in this directory (survives restarts and "
+            "crashes); bounded by --spool-events and --spool-bytes [default: in memory]",
+        ],
+        [
+            "compress",
+            None,
+            "auto",
+            "Compress batches sent upstream: auto (zstd when it pays), zstd or none",
+        ],
         ["log-path", "l", None, "Write events under this directory (else no files)"],
         ["rotate-hours", None, None, "Rotate files every N hours (1-12) instead of daily", int],
         [
@@ -219,6 +245,19 @@ class OxdOptions(usage.Options):
                 raise usage.UsageError(f"--log-path {log_path!r} is not a directory")
         if self["max-message-size"] < 256:
             raise usage.UsageError("--max-message-size must be at least 256 bytes")
+        if self["forward-mode"] not in FORWARD_MODES:
+            raise usage.UsageError(
+                f"--forward-mode must be one of {', '.join(FORWARD_MODES)}, "
+                f"not {self['forward-mode']!r}"
+            )
+        if self["compress"] not in COMPRESSIONS:
+            raise usage.UsageError(
+                f"--compress must be one of {', '.join(COMPRESSIONS)}, not {self['compress']!r}"
+            )
+        if self["spool-path"] is not None and not self["spool-path"]:
+            raise usage.UsageError("--spool-path must not be empty")
+        if self["forward"] is not None and not self["forward"].strip(", "):
+            raise usage.UsageError("--forward needs at least one host:port")
         if self["state-path"] is not None and not self["state-path"]:
             raise usage.UsageError("--state-path must not be empty")
         if self["fsync"] not in FSYNC_POLICIES:
@@ -234,11 +273,14 @@ class OxdOptions(usage.Options):
         return OxdConfig(
             collect=_address("collect", collect, ports.DEFAULT_COLLECT_PORT),
             control=_address("control", control, ports.DEFAULT_CONTROL_PORT),
-            forward=(
-                _address("forward", forward, ports.DEFAULT_COLLECT_PORT)
-                if forward
-                else None
+            forward=tuple(
+                _address("forward", item.strip(), ports.DEFAULT_COLLECT_PORT)
+                for item in (forward or "").split(",")
+                if item.strip()
             ),
+            forward_mode=self["forward-mode"],
+            spool_path=self["spool-path"],
+            compress=self["compress"],
             log_path=self["log-path"],
             rotate_hours=self["rotate-hours"],
             verbosity=self["verbosity"],

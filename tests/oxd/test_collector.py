@@ -25,8 +25,8 @@ class Recorder:
     def publish(self, *args):
         self.calls.append(("publish",) + args)
 
-    def forward(self, *args):
-        self.calls.append(("forward",) + args)
+    def forward_event(self, *args):
+        self.calls.append(("forward_event",) + args)
 
     active = True
 
@@ -73,7 +73,7 @@ class CollectorTests(SynchronousTestCase):
             [
                 ("write", "request", 1.7e9, body),
                 ("publish", b"request", body),
-                ("forward", frames, len(header) + len(body)),
+                ("forward_event", "request", "localhost", 1.7e9, body),
             ],
         )
         self.assertEqual(self.stats.received, 1)

@@ -34,7 +34,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(config.collect, Address("127.0.0.1", 3514))
         self.assertEqual(config.control, Address("127.0.0.1", 3513))
         self.assertIsNone(config.log_path)
-        self.assertIsNone(config.forward)
+        self.assertEqual(config.forward, ())
         self.assertIsNone(config.rotate_hours)
 
     def test_short_and_long_options(self):
@@ -45,7 +45,7 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(config.collect, Address("*", 3514))
         self.assertEqual(config.control, Address("0.0.0.0", 4000))
-        self.assertEqual(config.forward, Address("central", 3514))
+        self.assertEqual(config.forward, (Address("central", 3514),))
         self.assertEqual((config.log_path, config.rotate_hours, config.verbosity), ("/tmp/x", 3, 2))
 
     def test_environment_defaults(self):
@@ -66,6 +66,18 @@ class OptionsTests(SynchronousTestCase):
              config.drain_timeout, config.max_open_files, config.stream_ports,
              config.check_bodies),
             (10, 1000, 4096, 0.5, 3, (40000, 40010), True),
+        )
+
+    def test_forwarding_options(self):
+        """Several upstreams, the forward mode, the disk spool and compression are options."""
+        config = parse(
+            "--forward=a:1, b ,c:3", "--forward-mode=balance", "--spool-path=/var/spool/oxd",
+            "--compress=none",
+        )
+        self.assertEqual(config.forward, (Address("a", 1), Address("b", 3514), Address("c", 3)))
+        self.assertEqual(
+            (config.forward_mode, config.spool_path, config.compress),
+            ("balance", "/var/spool/oxd", "none"),
         )
 
     def test_collection_options(self):
@@ -109,6 +121,11 @@ class OptionsTests(SynchronousTestCase):
             ["--max-event-age=infd"],
             ["--max-connections=0"],
             ["--state-path="],
+            ["--forward=,"],
+            ["--forward=a:1,b:x"],
+            ["--forward-mode=random"],
+            ["--compress=gzip"],
+            ["--spool-path="],
             ["extra"],
         ):
             with self.assertRaises(usage.UsageError, msg=repr(argv)) as caught:
