@@ -38,8 +38,8 @@ class OxdUnavailable(Error):
     """oxd did not answer on its control port in time."""
 
 
-def control_request(control_host, cmd, timeout=DEFAULT_TIMEOUT, context=None):
-    """Send ``{'cmd': cmd}`` to oxd at ``control_host`` and return the reply.
+def control_request(control_host, cmd, timeout=DEFAULT_TIMEOUT, context=None, **fields):
+    """Send ``{'cmd': cmd, **fields}`` to oxd at ``control_host`` and return the reply.
 
     ``control_host`` is ``"name"`` or ``"name:port"`` (see
     `blueox.ports.default_control_host`).
@@ -54,7 +54,7 @@ def control_request(control_host, cmd, timeout=DEFAULT_TIMEOUT, context=None):
             socket.connect(f"tcp://{address}")
         except zmq.ZMQError as e:
             raise OxdUnavailable(f"cannot connect to oxd at {address}: {e}") from None
-        socket.send(msgpack.packb({"cmd": cmd}))
+        socket.send(msgpack.packb(dict(fields, cmd=cmd)))
         if not socket.poll(int(timeout * 1000), zmq.POLLIN):
             raise OxdUnavailable(f"oxd at {address} did not answer within {timeout:g} s")
         reply = msgpack.unpackb(socket.recv(), raw=False, strict_map_key=False)

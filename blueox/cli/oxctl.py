@@ -55,6 +55,26 @@ def _table(title, rows, now):
     return lines
 
 
+def _forward_lines(forward, now):
+    if not isinstance(forward, dict):
+        return []
+    oldest = forward.get("oldest_spooled_age")
+    lines = [
+        f"forward ({forward.get('mode')}): spool {forward.get('spool_events', 0)} events, "
+        f"{forward.get('spool_bytes', 0)} bytes"
+        + ("" if oldest is None else f", oldest {_age(oldest)} old")
+    ]
+    for upstream in forward.get("upstreams") or []:
+        state = "connected" if upstream.get("connected") else "not connected"
+        how = "batches" if upstream.get("batches") else "version 3"
+        lines.append(
+            f"  {upstream.get('address')}: {state} ({how}), {upstream.get('unacked', 0)} "
+            f"unacknowledged, last ack {_when(upstream.get('last_ack'), now)}, "
+            f"{upstream.get('failures', 0)} failures"
+        )
+    return lines
+
+
 def format_status(address, status, now=None):
     """The human-readable report for a STATUS reply, as a string."""
     now = time.time() if now is None else now
@@ -73,8 +93,9 @@ def format_status(address, status, now=None):
         f"batches from other oxds: {_reasons(status.get('batches'))}",
         f"unaccounted: {_reasons(status.get('unaccounted'))}",
         f"longest reactor stall: {status.get('max_stall', 0) * 1000:.1f} ms",
-        "",
     ]
+    lines += _forward_lines(status.get("forward"), now)
+    lines += [""]
     lines += _table("hosts", status.get("hosts") or {}, now)
     lines.append("")
     lines += _table("types", status.get("events") or {}, now)
@@ -103,8 +124,19 @@ def main(argv=None):
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait for oxd [default: {DEFAULT_TIMEOUT:g}]",
     )
+    parser.add_argument(
+        "command",
+        nargs="*",
+        metavar="forward HOST:PORT[,HOST:PORT...]",
+        help="re-point a running oxd's forwarder to these upstreams, without losing "
+        "what it holds",
+    )
     options = parser.parse_args(argv)
     address = ports.default_control_host(options.host)
+    if options.command:
+        if options.command[0] != "forward" or len(options.command) != 2:
+            parser.error("the only command is: forward HOST:PORT[,HOST:PORT...]")
+        return _forward(address, options.command[1], options.timeout)
     try:
         status = control_request(address, "STATUS", timeout=options.timeout)
     except (OxdUnavailable, ValueError) as e:
@@ -116,6 +148,19 @@ def main(argv=None):
         print(json.dumps(status, sort_keys=True, default=_json_default))
     else:
         print(format_status(address, status))
+    return 0
+
+
+def _forward(address, targets, timeout):
+    try:
+        reply = control_request(address, "FORWARD", timeout=timeout, forward=targets)
+    except (OxdUnavailable, ValueError) as e:
+        sys.stderr.write(f"oxctl: {e}\n")
+        return 1
+    if "error" in reply:
+        sys.stderr.write(f"oxctl: oxd at {address}: {reply['error']}\n")
+        return 1
+    print(f"oxd at {address} now forwards to {', '.join(reply.get('forward', []))}")
     return 0
 
 

@@ -7,6 +7,8 @@ request, well-formed or not, so no routing state is left behind:
 * ``{'cmd': 'SOCK_STREAM'}`` -> ``{'port': <stream port>}``;
 * ``{'cmd': 'SOCK_COLLECT'}`` -> ``{'port': <collection port>}``;
 * ``{'cmd': 'SHUTDOWN'}`` -> ``{'ok': True}``, then a graceful stop;
+* ``{'cmd': 'FORWARD', 'forward': 'a:3514,b:3514'}`` -> re-point the forwarder
+  (``{'ok': True, 'forward': [...]}``; an error without ``--forward``);
 * anything else -> ``{'error': <what was wrong>}``.
 """
 
@@ -24,33 +26,34 @@ MAX_REQUEST_SIZE = 64 * 1024
 
 def _command(payload):
     if len(payload) != 1:
-        return None, f"expected one request frame, got {len(payload)}"
+        return None, None, f"expected one request frame, got {len(payload)}"
     try:
         request = msgpack.unpackb(payload[0], raw=False, strict_map_key=False)
     except Exception:
-        return None, "request is not msgpack"
+        return None, None, "request is not msgpack"
     if not isinstance(request, dict):
-        return None, "request is not a map"
+        return None, None, "request is not a map"
     command = request.get("cmd", request.get(b"cmd"))
     if isinstance(command, bytes):
         command = command.decode("utf-8", "replace")
     if not isinstance(command, str):
-        return None, "request has no 'cmd'"
-    return command, None
+        return None, None, "request has no 'cmd'"
+    return command, request, None
 
 
 def handle_request(payload, commands):
     """The reply map for request frames ``payload``.
 
-    ``commands`` maps command names to callables returning reply maps.
+    ``commands`` maps command names to callables taking the request map and
+    returning reply maps.
     """
-    command, error = _command(payload)
+    command, request, error = _command(payload)
     if error is not None:
         return {"error": error}
     handler = commands.get(command)
     if handler is None:
         return {"error": f"unknown command {command[:64]!r}"}
-    return handler()
+    return handler(request)
 
 
 class ControlService(Service):
@@ -63,7 +66,16 @@ class ControlService(Service):
     log = Logger()
 
     def __init__(
-        self, address, context, reactor, stats, status, stream_port, collect_port, shutdown
+        self,
+        address,
+        context,
+        reactor,
+        stats,
+        status,
+        stream_port,
+        collect_port,
+        shutdown,
+        forward=None,
     ):
         self.address = address
         self._context = context
@@ -73,10 +85,11 @@ class ControlService(Service):
         self._shutting_down = False
         self._shutdown = shutdown
         self._commands = {
-            "STATUS": status,
-            "SOCK_STREAM": lambda: {"port": stream_port()},
-            "SOCK_COLLECT": lambda: {"port": collect_port()},
-            "SHUTDOWN": self._request_shutdown,
+            "STATUS": lambda request: status(),
+            "SOCK_STREAM": lambda request: {"port": stream_port()},
+            "SOCK_COLLECT": lambda request: {"port": collect_port()},
+            "SHUTDOWN": lambda request: self._request_shutdown(),
+            "FORWARD": forward or (lambda request: {"error": "this oxd does not forward"}),
         }
 
     def startService(self):

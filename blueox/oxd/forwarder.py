@@ -600,6 +600,25 @@ class ForwarderService(Service):
                     zmtp.ProtocolError(f"no acknowledgement for {self._ack_timeout:g} s")
                 )
 
+    def set_addresses(self, addresses):
+        """Re-point to ``addresses``: upstreams no longer listed are closed and
+        their unacknowledged batches go to the new ones; nothing is lost."""
+        keep = {str(upstream.address): upstream for upstream in self.upstreams}
+        upstreams = []
+        for address in addresses:
+            upstream = keep.pop(str(address), None)
+            if upstream is None:
+                upstream = self._upstream(address)
+                if self.running:
+                    upstream.connect()
+            upstreams.append(upstream)
+        self.upstreams = upstreams
+        self.address = addresses[0]
+        for gone in keep.values():
+            gone.stop()
+            self._requeue(gone.take_back())
+        self.pump()
+
     # Status and stop
 
     @property

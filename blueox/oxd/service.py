@@ -21,7 +21,9 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from blueox import ports
 from blueox.oxd.collector import CollectorService
+from blueox.oxd.config import Address
 from blueox.oxd.control import ControlService
 from blueox.oxd.forwarder import ForwarderService
 from blueox.oxd.links import LinkTable
@@ -117,6 +119,7 @@ class OxdService(MultiService):
             stream_port=lambda: self.publisher.port,
             collect_port=lambda: self.collector.port,
             shutdown=self.shutdown,
+            forward=self.forward if self.forwarder is not None else None,
         )
         for child in (
             self.writer,
@@ -198,6 +201,25 @@ class OxdService(MultiService):
         # Sockets are closed; term() waits at most for their linger times.
         self.context.term()
 
+    def forward(self, request):
+        """The ``FORWARD`` command: re-point the forwarder to ``request['forward']``."""
+        value = request.get("forward")
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        if not isinstance(value, str) or not value.strip(", "):
+            return {"error": "FORWARD needs 'forward': 'host:port[,host:port...]'"}
+        try:
+            addresses = [
+                Address(*ports.split_host(item.strip(), ports.DEFAULT_COLLECT_PORT))
+                for item in value.split(",")
+                if item.strip()
+            ]
+        except ValueError as e:
+            return {"error": f"bad forward address: {e}"}
+        self.forwarder.set_addresses(addresses)
+        self.log.info("forwarding now to {forward}", forward=", ".join(map(str, addresses)))
+        return {"ok": True, "forward": [str(a) for a in addresses]}
+
     def shutdown(self):
         """A graceful stop of the whole process (the ``SHUTDOWN`` command)."""
         self._reactor.stop()
@@ -228,6 +250,6 @@ class OxdService(MultiService):
             open_files=self.writer.open_files if self.writer else 0,
             subscriptions=self.publisher.subscriptions,
             log_path=self.config.log_path,
-            forward=", ".join(map(str, self.config.forward)) or None,
+            forward=self.forwarder.status() if self.forwarder else None,
         )
         return status

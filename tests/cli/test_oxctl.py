@@ -1,10 +1,19 @@
 """Tests for blueox.cli.oxctl, run as a user runs it: a subprocess against a real oxd."""
 
 import json
+import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from blueox.testing import OxdProcess, free_port, make_event, send_events, wait_for
+from blueox.testing import (
+    OxdProcess,
+    free_port,
+    log_files,
+    make_event,
+    read_events,
+    send_events,
+    wait_for,
+)
 from tests.cli._run import run_tool
 
 
@@ -54,3 +63,53 @@ class OxctlTests(SynchronousTestCase):
         self.assertEqual(result.stdout, b"")
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
         self.assertIn(b"did not answer", result.stderr)
+
+
+class OxctlForwardTests(SynchronousTestCase):
+    def start(self, *args, **kw):
+        oxd = OxdProcess(*args, output_path=self.mktemp(), **kw)
+        self.addCleanup(oxd.kill)
+        return oxd.start()
+
+    def events(self, log_path):
+        found = []
+        for path in log_files(log_path):
+            found += [e["body"]["seq"] for e in read_events(os.path.join(log_path, path))]
+        return found
+
+    def test_forward_repoints_without_loss(self):
+        """oxctl forward moves a running oxd to another upstream: events before go to the first, after to the second, none lost or twice."""
+        first_logs, second_logs = self.mktemp(), self.mktemp()
+        first = self.start(f"--log-path={first_logs}")
+        second = self.start(f"--log-path={second_logs}")
+        local = self.start(f"--forward={first.collect_host}")
+        send_events(local.collect_host, [make_event("moved", n) for n in range(300)])
+        wait_for(lambda: first.status()["written"] == 300, message="300 at the first upstream")
+        result = run_tool("oxctl", "-H", local.control_host, "forward", second.collect_host)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(second.collect_host.encode(), result.stdout)
+        send_events(local.collect_host, [make_event("moved", n) for n in range(300, 600)])
+        wait_for(lambda: second.status()["written"] == 300, message="300 at the second upstream")
+        self.assertEqual(self.events(first_logs), list(range(300)))
+        self.assertEqual(self.events(second_logs), list(range(300, 600)))
+        status = local.status()
+        self.assertEqual(status["forwarded"], 600)
+        self.assertEqual(status["unaccounted"], {"forward": 0})
+        self.assertEqual(
+            [u["address"] for u in status["forward"]["upstreams"]], [second.collect_host]
+        )
+        human = run_tool("oxctl", "-H", local.control_host).stdout.decode()
+        self.assertIn(f"  {second.collect_host}: connected (batches)", human)
+
+    def test_forward_errors(self):
+        """oxctl forward on an oxd that does not forward, or with a bad address, exits 1 with one line."""
+        plain = self.start()
+        result = run_tool("oxctl", "-H", plain.control_host, "forward", "a:1")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(b"does not forward", result.stderr)
+        local = self.start(f"--forward=127.0.0.1:{free_port()}")
+        result = run_tool("oxctl", "-H", local.control_host, "forward", "a:notaport")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        result = run_tool("oxctl", "-H", local.control_host, "shout", "x")
+        self.assertEqual(result.returncode, 2)

@@ -6,8 +6,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from blueox.oxd.control import handle_request
 
 COMMANDS = {
-    "STATUS": lambda: {"received": 1},
-    "SOCK_STREAM": lambda: {"port": 35001},
+    "STATUS": lambda request: {"received": 1},
+    "SOCK_STREAM": lambda request: {"port": 35001},
+    "ECHO": lambda request: {"echo": request.get("value")},
 }
 
 
@@ -16,6 +17,12 @@ def request(obj):
 
 
 class HandleRequestTests(SynchronousTestCase):
+    def test_handler_gets_the_request(self):
+        """A command's handler receives the whole request map, for its arguments."""
+        self.assertEqual(
+            handle_request(request({"cmd": "ECHO", "value": [1, "a"]}), COMMANDS), {"echo": [1, "a"]}
+        )
+
     def test_known_command(self):
         """A known command's handler provides the reply."""
         self.assertEqual(handle_request(request({"cmd": "STATUS"}), COMMANDS), {"received": 1})
