@@ -106,6 +106,10 @@ class _LinkProtocol(Protocol):
     def ready(self):
         return self._zmtp is not None and self._zmtp.ready
 
+    @property
+    def peer_properties(self):
+        return {} if self._zmtp is None else self._zmtp.peer_properties
+
     def dataReceived(self, data):
         connection = self._zmtp
         if connection is None:
@@ -225,6 +229,13 @@ class Upstream:
         self._reconnect_later()
 
     def connection_ready(self, protocol):
+        if not self.takes_batches and "x-blueox-link" in protocol.peer_properties:
+            # An oxd that takes batches after all (the earlier handshake
+            # failed for another reason): reconnect as a link peer.
+            self.takes_batches = True
+            self.log.info("{address} takes acknowledged batches again", address=str(self.address))
+            protocol.fail(zmtp.ProtocolError("reconnecting to send batches"))
+            return
         self.protocol = protocol
         self.connected_since = self._reactor.seconds()
         self._delay = RECONNECT_MIN
