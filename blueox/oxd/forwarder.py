@@ -4,8 +4,10 @@ Events from the collector are gathered into a batch (grouped by type and
 host; sealed at ``batch_events`` events, ``batch_bytes`` bytes or
 ``batch_delay`` seconds after its first event, zstd-compressed when that
 pays) and the sealed batch goes into the spool (`blueox.oxd.spool`: in
-memory, or on disk with ``--spool-path``); from then on its events count as
-``spooled``. Past the spool's bounds a batch is dropped and counted
+memory, or on disk with ``--spool-path``, written before `seal` returns).
+An event is thus in the spool at most ``batch_delay`` (50 ms) after it
+arrived; a STATUS request, and a batch from another oxd before it is
+acknowledged, seal the batch being gathered at once. Past the spool's bounds a batch is dropped and counted
 (``spool_full``), with a warning at most once a minute.
 
 Each upstream is a ZMTP connection of ours (a DEALER: the link protocol of

@@ -225,10 +225,13 @@ class OxdService(MultiService):
         self._reactor.stop()
 
     def status(self):
-        """The ``STATUS`` reply; what is buffered is flushed first, so the
-        counters add up (see `Stats.balance`)."""
+        """The ``STATUS`` reply; what is buffered is flushed first (and the
+        batch being gathered sealed into the spool), so the counters add up
+        (see `Stats.balance`)."""
         if self.writer is not None and self.writer.running:
             self.writer.flush_pending()
+        if self.forwarder is not None and self.forwarder.running:
+            self.forwarder.seal()
         status = self.stats.snapshot()
         status.update(self.stall_probe.snapshot())
         status.update(
