@@ -63,6 +63,9 @@ MAX_FUTURE = 86400.0
 # Each warning is logged at most this often (seconds) per reason, unless -vv.
 REJECT_LOG_INTERVAL = 60.0
 
+# How much larger than --max-message-size a link peer's message may be.
+LINK_SLACK = 64 * 1024
+
 # What we announce to link peers in our READY: the batch version we speak.
 LINK_PROPERTY = (b"X-BlueOx-Link", b"4")
 
@@ -128,6 +131,10 @@ class CollectorProtocol(Protocol):
             self._timeout.cancel()
             self._timeout = None
             self.can_reply = connection.peer_type != b"PUSH"
+            if self.can_reply:
+                # A batch holding one event of the largest size an
+                # application may send needs a little room for its framing.
+                connection.allow_larger_messages(LINK_SLACK)
         if messages:
             self._collector.messages_received(messages, self)
         if connection.error is not None:

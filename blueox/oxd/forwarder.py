@@ -55,6 +55,11 @@ __all__ = ["ForwarderService", "Upstream"]
 SEQUENCE_LEASE = 100_000
 
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
+
+# A batch stays under an upstream's default --max-message-size (1 MiB) less
+# room for its framing; one event of up to 1 MiB still goes alone, which the
+# upstream takes (a link peer's messages may pass the limit by LINK_SLACK).
+BATCH_BYTES = 1024 * 1024 - 64 * 1024
 WARN_INTERVAL = 60.0
 
 
@@ -102,6 +107,7 @@ class _LinkProtocol(Protocol):
         set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
         if set_keepalive is not None:
             set_keepalive(1)
+        self._upstream.connected(self)
         self._zmtp.start()
 
     @property
@@ -182,7 +188,14 @@ class Upstream:
         self.protocol = None
         self.takes_batches = True
         self.inflight = collections.OrderedDict()  # sequence -> (spool index, sent at)
-        self.sequences = {}  # spool index -> sequence on this link
+        # What was in flight when the last connection went: sent again first
+        # on the next one, under the same sequences and in their order, so
+        # that the upstream recognises what it already stored. Any batch
+        # sent on this link before them takes their sequences' place: they
+        # are then sent with new ones (see `next_batch`).
+        self.resend = collections.OrderedDict()  # sequence -> spool index
+        self._connector = None
+        self._handshaking = None  # a connection made, not ready yet
         self.failures = 0
         self.last_ack = None
         self.connected_since = None
@@ -199,7 +212,7 @@ class Upstream:
         self._retry = None
         if self._stopped:
             return
-        self._reactor.connectTCP(
+        self._connector = self._reactor.connectTCP(
             self.address.host,
             self.address.port,
             _LinkFactory(self, not self.takes_batches),
@@ -220,6 +233,11 @@ class Upstream:
         self._retry = None
         if self.protocol is not None:
             self.protocol.transport.abortConnection()
+        if self._handshaking is not None:
+            self._handshaking.transport.abortConnection()
+        if self._connector is not None:
+            # Also a connection still connecting.
+            self._connector.disconnect()
 
     @property
     def ready(self):
@@ -230,7 +248,14 @@ class Upstream:
         self._warn("connect", "cannot connect to {address}: {error}", error=reason.getErrorMessage())
         self._reconnect_later()
 
+    def connected(self, protocol):
+        self._handshaking = protocol
+
     def connection_ready(self, protocol):
+        self._handshaking = None
+        if self._stopped:
+            protocol.fail(zmtp.ProtocolError("the forwarder stopped"))
+            return
         if not self.takes_batches and "x-blueox-link" in protocol.peer_properties:
             # An oxd that takes batches after all (the earlier handshake
             # failed for another reason): reconnect as a link peer.
@@ -257,6 +282,8 @@ class Upstream:
             self._warn("failed", "connection to {address} failed: {error}", error=str(error))
 
     def connection_lost(self, protocol, reason, handshake):
+        if self._handshaking is protocol:
+            self._handshaking = None
         if self.protocol is protocol:
             self.protocol = None
             self.connected_since = None
@@ -298,15 +325,30 @@ class Upstream:
             and len(self.inflight) < self._forwarder.window
         )
 
-    def send(self, index, sealed):
-        """Send spooled batch ``index``; numbered on this link the first time."""
+    def next_batch(self, queued):
+        """``(index, sequence)`` of the batch to send next, or None for the head of the queue.
+
+        ``queued`` tells whether a spool index still waits to be sent.
+        """
+        while self.resend:
+            sequence, index = next(iter(self.resend.items()))
+            del self.resend[sequence]
+            if queued(index):
+                return index, sequence
+        return None
+
+    def send(self, index, sealed, sequence=None):
+        """Send spooled batch ``index``: as ``sequence`` (a resend), else with a new one."""
         if not self.takes_batches:
+            self.resend.clear()
             for frames in wire.sealed_messages(sealed):
                 self.protocol.send(frames)
             return False  # nothing to wait for
-        sequence = self.sequences.get(index)
         if sequence is None:
-            sequence = self.sequences[index] = self._forwarder.take_sequence(self)
+            # A new sequence: anything still to resend would now come after
+            # it on this link, and look stored already. Renumber those.
+            self.resend.clear()
+            sequence = self._forwarder.take_sequence(self)
         self.inflight[sequence] = (index, self._reactor.seconds())
         self.protocol.send(wire.batch_frames(self.link_id, sequence, sealed))
         return True
@@ -324,7 +366,6 @@ class Upstream:
         if entry is None:
             return
         index = entry[0]
-        self.sequences.pop(index, None)
         self.last_ack = self._reactor.seconds()
         self._forwarder.acknowledged(self, index, ack.status)
 
@@ -333,8 +374,12 @@ class Upstream:
 
     def take_back(self):
         """The batches in flight, to send again (the connection is gone)."""
-        indexes = [index for index, _ in self.inflight.values()]
+        indexes = []
+        for sequence, (index, _) in self.inflight.items():
+            self.resend[sequence] = index
+            indexes.append(index)
         self.inflight.clear()
+        self.resend = collections.OrderedDict(sorted(self.resend.items()))
         return indexes
 
     def overdue(self, now, timeout):
@@ -367,7 +412,7 @@ class ForwarderService(Service):
         stats,
         mode="failover",
         batch_events=1000,
-        batch_bytes=1024 * 1024,
+        batch_bytes=BATCH_BYTES,
         batch_delay=0.05,
         window=32,
         ack_timeout=30.0,
@@ -392,6 +437,8 @@ class ForwarderService(Service):
         self._batcher = _Batcher()
         self._seal_call = None
         self._queue = collections.deque(spool.indexes())  # spooled, not in flight
+        self._queued = set(self._queue)
+        self._turn = 0
         recovered = getattr(spool, "recovered", None)
         if recovered:
             # Accepted by an earlier run: part of this run's accounting.
@@ -432,13 +479,21 @@ class ForwarderService(Service):
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
+        folder = os.open(os.path.dirname(path), os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def _upstream(self, address):
         key = str(address)
         link_id = hashlib.blake2b(
             self._base_link_id + key.encode(), digest_size=wire.LINK_ID_SIZE
         ).digest()
-        first = self._leases.get(key, 1)
+        # Above the leased block, and above the clock in milliseconds times
+        # a thousand: a lost or damaged lease file, or a memory spool's
+        # restart, never reuses a sequence its upstream has seen.
+        first = max(self._leases.get(key, 1), int(self.reactor.seconds() * 1000) * 1000)
         return Upstream(self, address, link_id, first)
 
     def take_sequence(self, upstream):
@@ -479,6 +534,8 @@ class ForwarderService(Service):
                 self._stats.drop("spool_full")
                 self._warn_full(1)
                 return
+        if batcher.count and batcher.bytes + size > self._batch_bytes:
+            self.seal()
         batcher.add((type_name, host), type_name, host, end, body)
         if batcher.count >= self._batch_events or batcher.bytes >= self._batch_bytes:
             self.seal()
@@ -500,6 +557,7 @@ class ForwarderService(Service):
             self._warn_full(count)
             return
         self._queue.append(index)
+        self._queued.add(index)
         self.pump()
 
     @property
@@ -531,31 +589,46 @@ class ForwarderService(Service):
         return ready
 
     def pump(self):
-        """Send queued batches while an upstream has room."""
+        """Send queued batches while an upstream has room (in turn, in balance mode)."""
         targets = self._targets()
-        while self._queue and targets:
+        if not targets:
+            return
+        queued = self._queued.__contains__
+        while self._queue:
             progressed = False
-            for upstream in targets:
+            # In turn: each batch to the next upstream after the last one used.
+            start = self._turn % len(targets)
+            for position in range(len(targets)):
+                upstream = targets[(start + position) % len(targets)]
                 if not self._queue:
                     break
                 if not upstream.can_send():
                     continue
-                index = self._queue[0]
+                self._turn = start + position + 1
+                resend = upstream.next_batch(queued)
+                index, sequence = resend if resend is not None else (self._queue[0], None)
+                self._unqueue(index)
                 try:
                     sealed = self.spool.read(index)
                 except KeyError:
                     # Released, or found unreadable on disk (the spool
                     # released it and counted its events): count those.
-                    self._queue.popleft()
                     self._count_unreadable()
+                    progressed = True
                     continue
-                self._queue.popleft()
-                if not upstream.send(index, sealed):
+                if not upstream.send(index, sealed, sequence):
                     # Version 3: no acknowledgement to wait for.
                     self._done(index, forwarded=True)
                 progressed = True
             if not progressed:
                 break
+
+    def _unqueue(self, index):
+        self._queued.discard(index)
+        if self._queue and self._queue[0] == index:
+            self._queue.popleft()
+        else:
+            self._queue.remove(index)
 
     def _count_unreadable(self):
         unreadable = getattr(self.spool, "unreadable", None)
@@ -578,7 +651,8 @@ class ForwarderService(Service):
 
     def _requeue(self, indexes):
         if indexes:
-            self._queue = collections.deque(sorted(set(indexes) | set(self._queue)))
+            self._queued.update(indexes)
+            self._queue = collections.deque(sorted(self._queued))
 
     def acknowledged(self, upstream, index, status):
         if status == wire.ACK_REJECTED:
@@ -602,8 +676,6 @@ class ForwarderService(Service):
         if forwarded:
             self._stats.forwarded += count
         self.spool.release(index)
-        for upstream in self.upstreams:
-            upstream.sequences.pop(index, None)
 
     def _check_acks(self):
         now = self.reactor.seconds()
