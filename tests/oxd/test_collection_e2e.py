@@ -17,6 +17,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from blueox import wire, zmtp
 from blueox.client import decode_stream
+from blueox.oxd.collector import LINK_SLACK
 from blueox.testing import (
     free_port,
     log_files,
@@ -402,7 +403,7 @@ class MalformedInputTests(CollectionTestCase):
             self.assertEqual([e["body"]["seq"] for e in events], expected)
 
     def test_oversized_messages_close_the_connection(self):
-        """With --max-message-size=4096 a 20 KB v3 message and a 5000-byte v4 batch are counted as too_large and never written; a new connection is served."""
+        """With --max-message-size=4096 a 20 KB v3 message, and a v4 batch past the limit and the 64 KiB allowed for batch framing, are counted as too_large and never written; a new connection is served."""
         log_path = self.make_log_path()
         oxd = self.start_oxd(f"--log-path={log_path}", "--max-message-size=4096")
         push = self.zmq_socket(zmq.PUSH, oxd)
@@ -414,12 +415,12 @@ class MalformedInputTests(CollectionTestCase):
         )
         push.close(linger=0)
 
-        body = wire.encode_body({"pad": "z" * 4900})
+        body = wire.encode_body({"pad": "z" * (4096 + LINK_SLACK)})
         frames = wire.encode_batch(
             LINK_A, 1, [("bigbatch", "h", [(time.time(), body)])], compress=False
         )
-        self.assertGreater(len(frames[0]) + len(frames[1]), 4096)
-        self.assertLess(len(frames[0]) + len(frames[1]), 5100)
+        self.assertGreater(len(frames[0]) + len(frames[1]), 4096 + LINK_SLACK)
+        self.assertLess(len(frames[0]) + len(frames[1]), 4096 + LINK_SLACK + 200)
         dealer = self.zmq_socket(zmq.DEALER, oxd)
         dealer.send_multipart(frames)
         wait_for(lambda: oxd.status()["rejected"].get("too_large") == 2, message="too_large")
