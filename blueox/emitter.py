@@ -8,8 +8,8 @@ pays. One sender drains the queue in batches:
 * `ThreadSender`, a daemon thread, in ordinary processes. It speaks ZMTP, the
   ZeroMQ protocol, to oxd's PULL socket over a plain TCP connection, and
   writes each batch with one ``send`` outside the GIL.
-* `ReactorSender`, a txzmq PUSH connection fed through the reactor, in
-  Twisted processes.
+* `ReactorSender`, in Twisted processes: the same ZMTP, on a connection
+  of the reactor's (`blueox.reactor_zmtp`, shared with oxd's forwarder).
 
 When oxd is away the queue fills to its bound; past that, events are dropped
 and counted, with a warning at most every ``warn_interval`` seconds. The
@@ -804,10 +804,14 @@ class ThreadSender:
 
 
 class ReactorSender:
-    """Drains an `Emitter` from the reactor thread through a txzmq PUSH connection.
+    """Drains an `Emitter` from the reactor thread over a ZMTP connection of ours.
 
-    Events queued from any thread schedule one drain on the reactor; a drain
-    sends everything ZeroMQ accepts and retries shortly when it refuses.
+    The connection is `blueox.reactor_zmtp`'s, the one oxd's forwarder uses,
+    as a PUSH peer. Events queued from any thread schedule one drain on the
+    reactor; a drain writes what the connection takes, and the next one runs
+    when the connection is ready again or writable (never on a timer). A lost
+    connection is made again, backing off from 0.1 s to 2 s; what was queued
+    meanwhile waits in the emitter's bounded queue.
     """
 
     # Wanting every wakeup: `wake` itself skips the redundant ones.
@@ -816,24 +820,68 @@ class ReactorSender:
     def __init__(self, emitter, reactor):
         self.emitter = emitter
         self.reactor = reactor
-        self._connection = None
-        self._factory = None
+        self._protocol = None
+        self._connector = None
         self._scheduled = False
         self._retry = None
+        self._delay = RECONNECT_MIN
+        self._closed = False
+        self._abort = None
         self.reactor.callFromThread(self._connect)
 
     def _connect(self):
-        from txzmq import ZmqEndpoint, ZmqEndpointType, ZmqFactory, ZmqPushConnection
+        from blueox.reactor_zmtp import ZmtpClientFactory
 
-        class Push(ZmqPushConnection):
-            highWaterMark = self.emitter.zmq_hwm
-
-        self._factory = ZmqFactory()
-        self._factory.reactor = self.reactor
-        self._connection = Push(
-            self._factory, ZmqEndpoint(ZmqEndpointType.connect, self.emitter.endpoint)
+        self._retry = None
+        if self._closed:
+            return
+        try:
+            host, port = split_address(self.emitter.address)
+        except ValueError:
+            log.error("blueox cannot send to %r: not host:port", self.emitter.address)
+            return
+        self._connector = self.reactor.connectTCP(
+            host, port, ZmtpClientFactory(self, b"PUSH", {b"PULL"}), timeout=CONNECT_TIMEOUT
         )
+
+    def _reconnect_later(self):
+        if self._closed or self._retry is not None:
+            return
+        delay = self._delay
+        self._delay = min(self._delay * 2, RECONNECT_MAX)
+        self._retry = self.reactor.callLater(delay, self._connect)
+
+    # The connection's owner (`blueox.reactor_zmtp`)
+
+    def connected(self, protocol):
+        pass
+
+    def connection_ready(self, protocol):
+        self._protocol = protocol
+        self._delay = RECONNECT_MIN
         self._drain()
+
+    def message_received(self, protocol, frames):
+        pass  # a PULL peer sends nothing
+
+    def writable(self, protocol):
+        self._drain()
+
+    def connection_failed(self, protocol, error, handshake):
+        log.warning("blueox cannot send to %s: %s", self.emitter.endpoint, error)
+
+    def connection_lost(self, protocol, reason, handshake):
+        if self._protocol is protocol:
+            self._protocol = None
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()  # closed in time
+        self._abort = None
+        self._reconnect_later()
+
+    def connect_failed(self, reason):
+        self._reconnect_later()
+
+    # Sending
 
     def wake(self):
         if not self._scheduled:
@@ -843,18 +891,18 @@ class ReactorSender:
     def _send(self, frames):
         import zmq
 
-        self._connection.socket.send_multipart(frames, zmq.NOBLOCK, copy=True)
+        protocol = self._protocol
+        if protocol is None or not protocol.ready or protocol.paused:
+            raise zmq.Again()
+        protocol.send(frames)
 
     def _drain(self):
         self._scheduled = False
-        self._retry = None
-        if self._connection is None:
-            return
-        if self.emitter.send_queued(self._send) == FULL:
-            self._retry = self.reactor.callLater(RETRY_INTERVAL, self._drain)
+        if self._protocol is not None:
+            self.emitter.send_queued(self._send)
 
     def close(self, timeout):
-        """Flush what ZeroMQ accepts now, then close with a bounded linger."""
+        """Write what the connection takes now, then close it, waiting at most ``timeout``."""
         from twisted.python import threadable
 
         if threadable.isInIOThread():
@@ -865,14 +913,17 @@ class ReactorSender:
             threads.blockingCallFromThread(self.reactor, self._close, timeout)
 
     def _close(self, timeout):
-        import zmq
-
+        self._closed = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        if self._connection is None:
-            return
-        self.emitter.send_queued(self._send)
-        socket = self._connection.socket
-        socket.setsockopt(zmq.LINGER, int(timeout * 1000))
-        self._factory.shutdown()
-        self._connection = None
+        self._retry = None
+        protocol = self._protocol
+        if protocol is not None:
+            self.emitter.send_queued(self._send)
+            # Closes once what was written is sent; abort if that takes too long.
+            protocol.transport.unregisterProducer()
+            protocol.transport.loseConnection()
+            self._abort = self.reactor.callLater(timeout, protocol.transport.abortConnection)
+        elif self._connector is not None:
+            self._connector.disconnect()
+        self._protocol = None

@@ -12,6 +12,8 @@ import time
 import msgpack
 import zmq
 from twisted.internet import reactor, task
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import blueox
@@ -485,3 +487,62 @@ class ReactorSenderTests(RealSocketMixin, TestCase):
             self.assertEqual(blueox.emitter_stats()["sent"], 50)
 
         return done.addCallback(check)
+
+
+class _ThreadlessReactor(MemoryReactorClock):
+    """A MemoryReactorClock whose callFromThread runs the call at once."""
+
+    def callFromThread(self, f, *args, **kw):
+        f(*args, **kw)
+
+
+class ReactorSenderUnitTests(SynchronousTestCase):
+    def make(self):
+        self.reactor = _ThreadlessReactor()
+        emitter = emitter_mod.Emitter("127.0.0.1:3514", reactor=self.reactor)
+        emitter.start()
+        return emitter
+
+    def peer(self, index):
+        """Connect the ``index``-th recorded connection attempt to a PULL peer of ours."""
+        host, port, factory, timeout, _ = self.reactor.tcpClients[index]
+        self.assertEqual((host, port), ("127.0.0.1", 3514))
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(zmtp.greeting() + zmtp.ready(b"PULL"))
+        return protocol, transport
+
+    def test_retries_and_sends_what_waited(self):
+        """A refused connection is retried with growing delays, and the events queued meanwhile go out in order once connected."""
+        emitter = self.make()
+        factory = self.reactor.tcpClients[0][2]
+        factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        for n in range(3):
+            emitter.emit({"id": n, "type": "t", "host": "h", "pid": 1, "start": 1.0, "end": 2.0,
+                          "body": {"n": n}})
+        self.reactor.advance(emitter_mod.RECONNECT_MIN)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.reactor.tcpClients[1][2].clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        self.reactor.advance(emitter_mod.RECONNECT_MIN)
+        self.assertEqual(len(self.reactor.tcpClients), 2, "the second delay is longer")
+        self.reactor.advance(emitter_mod.RECONNECT_MIN)
+        protocol, transport = self.peer(2)
+        sent = transport.value()[zmtp.GREETING_SIZE:]
+        frames = zmtp.FrameReader(max_frame=None).feed(sent)
+        self.assertTrue(frames[0][0] & zmtp.COMMAND)  # our READY
+        bodies = [body for flags, body in frames[1:] if not flags & zmtp.MORE]
+        self.assertEqual([msgpack.unpackb(b)["body"]["n"] for b in bodies], [0, 1, 2])
+        self.assertEqual(emitter.stats()["sent"], 3)
+
+    def test_waits_while_the_connection_is_paused(self):
+        """While the transport has paused us nothing is written; resuming writes what waited."""
+        emitter = self.make()
+        protocol, transport = self.peer(0)
+        protocol.pauseProducing()
+        emitter.emit({"id": 1, "type": "t", "host": "h", "pid": 1, "start": 1.0, "end": 2.0, "body": {}})
+        written = len(transport.value())
+        self.assertEqual(emitter.stats()["queued"], 1)
+        protocol.resumeProducing()
+        self.assertGreater(len(transport.value()), written)
+        self.assertEqual(emitter.stats()["sent"], 1)

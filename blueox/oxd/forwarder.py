@@ -39,14 +39,19 @@ import os
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import LoopingCall
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from blueox import wire, zmtp
 from blueox.oxd.config import FORWARD_MODES
+from blueox.reactor_zmtp import ZmtpClientFactory
+
+# What we connect as, and the peers we accept: a link peer, or as a PUSH
+# peer to an upstream that takes no batches.
+_LINK_KINDS = {
+    False: (b"DEALER", {b"ROUTER", b"DEALER"}),
+    True: (b"PUSH", {b"PULL"}),
+}
 
 __all__ = ["ForwarderService", "Upstream"]
 
@@ -85,95 +90,6 @@ class _Batcher:
         self.groups = {}
         self.count = self.bytes = 0
         return sealed, count
-
-
-@implementer(IPushProducer)
-class _LinkProtocol(Protocol):
-    """Our side of one connection to an upstream's collection port."""
-
-    def __init__(self, upstream, as_push):
-        self._upstream = upstream
-        self._as_push = as_push
-        self._zmtp = None
-        self.paused = False
-
-    def connectionMade(self):
-        kind = b"PUSH" if self._as_push else b"DEALER"
-        accepted = {b"PULL"} if self._as_push else {b"ROUTER", b"DEALER"}
-        self._zmtp = zmtp.Connection(
-            self.transport.write, peer_types=accepted, socket_type=kind
-        )
-        self.transport.registerProducer(self, True)
-        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
-        if set_keepalive is not None:
-            set_keepalive(1)
-        self._upstream.connected(self)
-        self._zmtp.start()
-
-    @property
-    def ready(self):
-        return self._zmtp is not None and self._zmtp.ready
-
-    @property
-    def peer_properties(self):
-        return {} if self._zmtp is None else self._zmtp.peer_properties
-
-    def dataReceived(self, data):
-        connection = self._zmtp
-        if connection is None:
-            return
-        was_ready = connection.ready
-        try:
-            messages = connection.feed(data)
-        except zmtp.ProtocolError as e:
-            return self.fail(e, handshake=not was_ready)
-        if connection.ready and not was_ready:
-            self._upstream.connection_ready(self)
-        for frames in messages:
-            self._upstream.message_received(self, frames)
-        if connection.error is not None:
-            self.fail(connection.error)
-
-    def send(self, frames):
-        self._zmtp.send_message(frames)
-
-    def fail(self, error, handshake=False):
-        if self._zmtp is None:
-            return
-        self._zmtp = None
-        self._upstream.connection_failed(self, error, handshake)
-        self.transport.unregisterProducer()
-        self.transport.abortConnection()
-
-    def connectionLost(self, reason):
-        handshake = self._zmtp is not None and not self._zmtp.ready
-        self._zmtp = None
-        self._upstream.connection_lost(self, reason, handshake)
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        self._upstream.writable(self)
-
-    def stopProducing(self):
-        pass
-
-
-class _LinkFactory(ClientFactory):
-    def __init__(self, upstream, as_push):
-        self._upstream = upstream
-        self._as_push = as_push
-
-    def buildProtocol(self, addr):
-        return _LinkProtocol(self._upstream, self._as_push)
-
-    def clientConnectionFailed(self, connector, reason):
-        self._upstream.connect_failed(reason)
-
-    def clientConnectionLost(self, connector, reason):
-        pass  # _LinkProtocol.connectionLost has said it
 
 
 class Upstream:
@@ -215,7 +131,7 @@ class Upstream:
         self._connector = self._reactor.connectTCP(
             self.address.host,
             self.address.port,
-            _LinkFactory(self, not self.takes_batches),
+            ZmtpClientFactory(self, *_LINK_KINDS[not self.takes_batches]),
             timeout=5,
         )
 
