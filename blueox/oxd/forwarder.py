@@ -636,6 +636,8 @@ class ForwarderService(Service):
             "spool_bytes": self.spool.bytes,
             "spool_batches": len(self.spool),
             "oldest_spooled_age": None if oldest is None else self.reactor.seconds() - oldest,
+            # What a disk spool found at start: batches, events, corrupt records and bytes.
+            "spool_recovered": dict(getattr(self.spool, "recovered", None) or {}),
         }
 
     def stopService(self):
