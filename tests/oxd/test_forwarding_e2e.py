@@ -5,6 +5,7 @@ Every event is numbered in its body (``make_event(type, seq, sender)``), so a
 failure names exactly which events were lost or duplicated.
 """
 
+import json
 import os
 import re
 import signal
@@ -285,6 +286,68 @@ class DiskSpoolTests(ForwardingTestCase):
         self.assertDelivered(b_seqs, range(len(b_seqs)), "sender b's events")
         self.assertEqual(3000 + len(b_seqs), recovered)
         self.assertEqual(central.status()["written"], recovered)
+
+    APPLICATION = r"""
+import json, sys
+import blueox
+blueox.configure("127.0.0.1", int(sys.argv[1]))
+
+def burst(first, count):
+    for seq in range(first, first + count):
+        with blueox.Context("app") as context:
+            context.set("seq", seq)
+
+burst(0, 1000)
+print("first burst", flush=True)
+sys.stdin.readline()
+burst(1000, 6000)
+print("second burst", flush=True)
+sys.stdin.readline()
+print(json.dumps(blueox.shutdown(timeout=20)), flush=True)
+"""
+
+    def test_local_sigkill_with_an_application(self):
+        """A BlueOx application's events survive a SIGKILL of its local oxd (disk spool, central down): what the local accepted comes back from disk, what the application queued meanwhile follows, and the only events missing are those the application's own counters say it dropped."""
+        central_port = free_port()
+        spool_path = os.path.abspath(self.mktemp())
+        local_args = (f"--forward=127.0.0.1:{central_port}", f"--spool-path={spool_path}")
+        local = self.start_oxd(*local_args)
+        app = subprocess.Popen(
+            [sys.executable, "-c", self.APPLICATION, str(local.collect_port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(app.kill)
+        self.assertEqual(app.stdout.readline().strip(), "first burst")
+        # STATUS seals what it counts: these 1000 are on disk once it says so.
+        wait_for(lambda: local.status()["received"] == 1000, message="the first burst accepted")
+        self.assertEqual(local.stop(signal.SIGKILL), -signal.SIGKILL)
+        app.stdin.write("go\n")  # 6000 more while no oxd listens: past its 3500-event queue
+        app.stdin.flush()
+        self.assertEqual(app.stdout.readline().strip(), "second burst")
+        restarted = self.start_oxd(*local_args, collect_port=local.collect_port)
+        self.assertEqual(restarted.status()["recovered"], 1000)
+        log_path = self.make_log_path()
+        central = self.start_oxd(f"--log-path={log_path}", collect_port=central_port)
+        app.stdin.write("go\n")
+        app.stdin.flush()
+        counters = json.loads(app.stdout.readline())
+        app.wait(30)
+        print(f"\nthe application's counters: {counters}")
+        self.assertEqual(counters["queued"], 0)
+        self.assertGreater(counters["dropped"], 0)
+        self.assertEqual(counters["sent"] + counters["dropped"], 7000)
+        wait_for(
+            lambda: central.status()["written"] == counters["sent"],
+            message=f"the {counters['sent']} events the application sent at the central",
+        )
+        seqs = self.seqs(log_path, "app")
+        self.assertDelivered(seqs, sorted(set(seqs)), "the central files")
+        self.assertTrue(set(range(1000)) <= set(seqs), "the first burst, from the disk spool")
+        self.assertEqual(7000 - len(seqs), counters["dropped"])
+        status = restarted.status()
+        self.assertEqual(status["unaccounted"], {"forward": 0})
 
     def test_corrupt_spool_tail(self):
         """A disk spool with a torn last segment and a flipped byte in an earlier one: oxd starts, reports what it recovered and skipped, and forwards exactly the events of the intact batches."""
