@@ -61,6 +61,7 @@ __all__ = [
     "sealed_count",
     "batch_frames",
     "sealed_messages",
+    "merge_sealed",
     "groups_from_messages",
     "unpack_batch_header",
     "batch_id",
@@ -384,7 +385,11 @@ def encode_payload(groups, compress="auto"):
         if events:  # an empty group is refused by receivers
             parts.append(encode_group(type_name, host, events))
             count += len(events)
-    payload = b"".join(parts)
+    return _seal(count, b"".join(parts), compress)
+
+
+def _seal(count, payload, compress):
+    """``payload`` (raw groups) sealed: zstd when ``compress`` says so."""
     flags = 0
     size = len(payload)
     if compress and size >= 512:
@@ -406,6 +411,20 @@ def batch_frames(link_id, sequence, sealed):
     flags, count, size = _sealed.unpack_from(sealed)
     header = _batch_header.pack(BATCH_VERSION, flags, link_id, sequence, count, size)
     return [header, sealed[_sealed.size :]]
+
+
+def merge_sealed(sealed_payloads, compress="auto"):
+    """Several sealed payloads as one (their groups one after another)."""
+    parts = []
+    count = 0
+    for sealed in sealed_payloads:
+        flags, n, size = _sealed.unpack_from(sealed)
+        data = sealed[_sealed.size :]
+        if flags & FLAG_ZSTD:
+            data = _decompress(data, size)
+        parts.append(data)
+        count += n
+    return _seal(count, b"".join(parts), compress)
 
 
 def sealed_messages(sealed):

@@ -603,3 +603,17 @@ def _split(bodies, sizes):
     for size in sizes:
         yield bodies[offset : offset + size]
         offset += size
+
+
+class MergeSealedTests(SynchronousTestCase):
+    def test_merged_batches_hold_every_group_in_order(self):
+        """Sealed payloads, compressed or not, merge into one batch of all their groups, in order."""
+        first = wire.encode_payload(groups_of(4), compress=False)
+        second = wire.encode_payload(groups_of(200, ("x",)), compress=True)
+        self.assertEqual(wire.sealed_count(first) + wire.sealed_count(second), 204)
+        for compress in (False, True, "auto"):
+            merged = wire.merge_sealed([first, second], compress)
+            batch = wire.decode_batch(wire.batch_frames(LINK, 7, merged))
+            self.assertEqual(batch.count, 204)
+            self.assertEqual([g.type for g in batch.groups], ["request", "cache", "x"])
+            self.assertEqual(sum(len(g.ends) for g in batch.groups), 204)

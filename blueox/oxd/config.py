@@ -7,7 +7,15 @@ Nothing reads options or environment variables after that.
 
 from dataclasses import dataclass
 
-__all__ = ["OxdConfig", "Address", "FSYNC_POLICIES", "FORWARD_MODES", "COMPRESSIONS"]
+__all__ = [
+    "OxdConfig", "Address", "FSYNC_POLICIES", "FORWARD_MODES", "COMPRESSIONS", "SPOOL_BOUNDS"
+]
+
+# The forward spool's default bounds (events, bytes): in memory, and on disk.
+SPOOL_BOUNDS = {
+    "memory": (100_000, 64 * 1024 * 1024),
+    "disk": (10_000_000, 1024 * 1024 * 1024),
+}
 
 # How batches are spread over several upstreams.
 FORWARD_MODES = ("failover", "balance")
@@ -45,8 +53,8 @@ class OxdConfig:
     log_path: str | None = None
     rotate_hours: int | None = None
     verbosity: int = 0
-    spool_max_events: int = 100_000
-    spool_max_bytes: int = 64 * 1024 * 1024
+    spool_max_events: int | None = None  # None: SPOOL_BOUNDS by kind of spool
+    spool_max_bytes: int | None = None
     max_message_size: int = 1024 * 1024
     max_connections: int = 1024
     max_event_age: float = 7 * 86400.0

@@ -5,9 +5,13 @@ host; sealed at ``batch_events`` events, ``batch_bytes`` bytes or
 ``batch_delay`` seconds after its first event, zstd-compressed when that
 pays) and the sealed batch goes into the spool (`blueox.oxd.spool`: in
 memory, or on disk with ``--spool-path``, written before `seal` returns).
-An event is thus in the spool at most ``batch_delay`` (50 ms) after it
-arrived; a STATUS request, and a batch from another oxd before it is
-acknowledged, seal the batch being gathered at once. Past the spool's bounds a batch is dropped and counted
+With a memory spool an event is sealed at most ``batch_delay`` (50 ms) after
+it arrived. With a disk spool the events read in one reactor turn are sealed
+at the end of that turn, before oxd reads more (a SIGKILL loses nothing oxd
+counted as received), as small records; up to ``MERGE_RECORDS`` of them
+(``batch_events`` events and ``batch_bytes`` at most) go upstream as one
+batch. A STATUS request, and a batch from another oxd
+before it is acknowledged, seal the batch being gathered at once. Past the spool's bounds a batch is dropped and counted
 (``spool_full``), with a warning at most once a minute.
 
 Each upstream is a ZMTP connection of ours (a DEALER: the link protocol of
@@ -34,6 +38,7 @@ the next start, with a memory spool it is dropped and counted
 
 import collections
 import hashlib
+import itertools
 import json
 import os
 
@@ -65,6 +70,11 @@ RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
 # room for its framing; one event of up to 1 MiB still goes alone, which the
 # upstream takes (a link peer's messages may pass the limit by LINK_SLACK).
 BATCH_BYTES = 1024 * 1024 - 64 * 1024
+
+# With a disk spool, events are sealed into the spool at the end of each
+# reactor turn (so that what oxd read is on disk before it reads more), and
+# up to this many such records are sent upstream as one batch.
+MERGE_RECORDS = 256
 WARN_INTERVAL = 60.0
 
 
@@ -103,13 +113,13 @@ class Upstream:
         self.next_sequence = first_sequence
         self.protocol = None
         self.takes_batches = True
-        self.inflight = collections.OrderedDict()  # sequence -> (spool index, sent at)
+        self.inflight = collections.OrderedDict()  # sequence -> (spool indexes, sent at)
         # What was in flight when the last connection went: sent again first
         # on the next one, under the same sequences and in their order, so
         # that the upstream recognises what it already stored. Any batch
         # sent on this link before them takes their sequences' place: they
         # are then sent with new ones (see `next_batch`).
-        self.resend = collections.OrderedDict()  # sequence -> spool index
+        self.resend = collections.OrderedDict()  # sequence -> spool indexes
         self._connector = None
         self._handshaking = None  # a connection made, not ready yet
         self.failures = 0
@@ -242,19 +252,23 @@ class Upstream:
         )
 
     def next_batch(self, queued):
-        """``(index, sequence)`` of the batch to send next, or None for the head of the queue.
+        """``(indexes, sequence)`` of the batch to send again next, or None.
 
-        ``queued`` tells whether a spool index still waits to be sent.
+        ``queued`` tells whether a spool index still waits to be sent. Part
+        of a batch may have gone elsewhere meanwhile: the rest goes under the
+        same sequence (an upstream that stored the whole acknowledges it as
+        a duplicate; never is more sent under a sequence than before).
         """
         while self.resend:
-            sequence, index = next(iter(self.resend.items()))
+            sequence, indexes = next(iter(self.resend.items()))
             del self.resend[sequence]
-            if queued(index):
-                return index, sequence
+            indexes = tuple(index for index in indexes if queued(index))
+            if indexes:
+                return indexes, sequence
         return None
 
-    def send(self, index, sealed, sequence=None):
-        """Send spooled batch ``index``: as ``sequence`` (a resend), else with a new one."""
+    def send(self, indexes, sealed, sequence=None):
+        """Send spooled batches ``indexes`` as one: as ``sequence`` (a resend), else with a new one."""
         if not self.takes_batches:
             self.resend.clear()
             for frames in wire.sealed_messages(sealed):
@@ -265,7 +279,7 @@ class Upstream:
             # it on this link, and look stored already. Renumber those.
             self.resend.clear()
             sequence = self._forwarder.take_sequence(self)
-        self.inflight[sequence] = (index, self._reactor.seconds())
+        self.inflight[sequence] = (indexes, self._reactor.seconds())
         self.protocol.send(wire.batch_frames(self.link_id, sequence, sealed))
         return True
 
@@ -281,9 +295,8 @@ class Upstream:
         entry = self.inflight.pop(ack.sequence, None)
         if entry is None:
             return
-        index = entry[0]
         self.last_ack = self._reactor.seconds()
-        self._forwarder.acknowledged(self, index, ack.status)
+        self._forwarder.acknowledged(self, entry[0], ack.status)
 
     def writable(self, protocol):
         self._forwarder.pump()
@@ -291,9 +304,9 @@ class Upstream:
     def take_back(self):
         """The batches in flight, to send again (the connection is gone)."""
         indexes = []
-        for sequence, (index, _) in self.inflight.items():
-            self.resend[sequence] = index
-            indexes.append(index)
+        for sequence, (sent, _) in self.inflight.items():
+            self.resend[sequence] = sent
+            indexes.extend(sent)
         self.inflight.clear()
         self.resend = collections.OrderedDict(sorted(self.resend.items()))
         return indexes
@@ -352,6 +365,7 @@ class ForwarderService(Service):
         self._drain_timeout = drain_timeout
         self._batcher = _Batcher()
         self._seal_call = None
+        self._merge = getattr(spool, "path", None) is not None
         self._queue = collections.deque(spool.indexes())  # spooled, not in flight
         self._queued = set(self._queue)
         self._turn = 0
@@ -456,7 +470,8 @@ class ForwarderService(Service):
         if batcher.count >= self._batch_events or batcher.bytes >= self._batch_bytes:
             self.seal()
         elif self._seal_call is None:
-            self._seal_call = self.reactor.callLater(self._batch_delay, self.seal)
+            delay = 0 if self._merge else self._batch_delay
+            self._seal_call = self.reactor.callLater(delay, self.seal)
 
     def seal(self):
         """Put the batch being gathered into the spool now."""
@@ -522,22 +537,61 @@ class ForwarderService(Service):
                     continue
                 self._turn = start + position + 1
                 resend = upstream.next_batch(queued)
-                index, sequence = resend if resend is not None else (self._queue[0], None)
-                self._unqueue(index)
-                try:
-                    sealed = self.spool.read(index)
-                except KeyError:
-                    # Released, or found unreadable on disk (the spool
-                    # released it and counted its events): count those.
-                    self._count_unreadable()
-                    progressed = True
-                    continue
-                if not upstream.send(index, sealed, sequence):
-                    # Version 3: no acknowledgement to wait for.
-                    self._done(index, forwarded=True)
+                if resend is not None:
+                    indexes, sequence = resend
+                else:
+                    indexes, sequence = self._next_indexes(), None
+                for index in indexes:
+                    self._unqueue(index)
+                indexes, sealed = self._read(indexes)
                 progressed = True
+                if not indexes:
+                    continue
+                if not upstream.send(indexes, sealed, sequence):
+                    # Version 3: no acknowledgement to wait for.
+                    for index in indexes:
+                        self._done(index, forwarded=True)
             if not progressed:
                 break
+
+    def _next_indexes(self):
+        """The spool indexes of the next batch to send: the head of the queue,
+        and with a disk spool the records after it, up to a batch's size."""
+        head = self._queue[0]
+        if not self._merge:
+            return (head,)
+        indexes = [head]
+        events = self.spool.count_of(head)
+        size = self.spool.length_of(head)
+        for index in itertools.islice(self._queue, 1, None):
+            events += self.spool.count_of(index)
+            size += self.spool.length_of(index)
+            if (
+                events > self._batch_events
+                or size > self._batch_bytes
+                or len(indexes) >= MERGE_RECORDS
+            ):
+                break
+            indexes.append(index)
+        return tuple(indexes)
+
+    def _read(self, indexes):
+        """``(indexes still held, one sealed payload of them all)``."""
+        held, sealed = [], []
+        for index in indexes:
+            try:
+                sealed.append(self.spool.read(index))
+            except KeyError:
+                # Released, or found unreadable on disk (the spool released
+                # it and counted its events): count those.
+                self._count_unreadable()
+                continue
+            held.append(index)
+        if not sealed:
+            return (), None
+        if len(sealed) == 1:
+            return tuple(held), sealed[0]
+        return tuple(held), wire.merge_sealed(sealed, self._compress)
 
     def _unqueue(self, index):
         self._queued.discard(index)
@@ -570,19 +624,21 @@ class ForwarderService(Service):
             self._queued.update(indexes)
             self._queue = collections.deque(sorted(self._queued))
 
-    def acknowledged(self, upstream, index, status):
+    def acknowledged(self, upstream, indexes, status):
         if status == wire.ACK_REJECTED:
-            count = self.spool.count_of(index)
+            count = sum(self.spool.count_of(index) for index in indexes if index in self._held())
             self._stats.drop("rejected_upstream", count)
             self.log.warn(
                 "{address} rejected a batch of {count} events as malformed",
                 address=str(upstream.address),
                 count=count,
             )
-            self._done(index, forwarded=False)
-        else:
-            self._done(index, forwarded=True)
+        for index in indexes:
+            self._done(index, forwarded=status != wire.ACK_REJECTED)
         self.pump()
+
+    def _held(self):
+        return set(self.spool.indexes())
 
     def _done(self, index, forwarded):
         try:

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 
 from blueox import ports
 from blueox.oxd.collector import CollectorService
-from blueox.oxd.config import Address
+from blueox.oxd.config import SPOOL_BOUNDS, Address
 from blueox.oxd.control import ControlService
 from blueox.oxd.forwarder import ForwarderService
 from blueox.oxd.links import LinkTable
@@ -74,16 +74,19 @@ class OxdService(MultiService):
             hwm=config.stream_hwm,
         )
         if config.forward:
+            kind = "memory" if config.spool_path is None else "disk"
+            max_events = config.spool_max_events or SPOOL_BOUNDS[kind][0]
+            max_bytes = config.spool_max_bytes or SPOOL_BOUNDS[kind][1]
             if config.spool_path is not None:
                 spool = DiskSpool(
                     reactor,
                     config.spool_path,
-                    config.spool_max_events,
-                    config.spool_max_bytes,
+                    max_events,
+                    max_bytes,
                     fsync=config.fsync != "never",
                 )
             else:
-                spool = MemorySpool(reactor, config.spool_max_events, config.spool_max_bytes)
+                spool = MemorySpool(reactor, max_events, max_bytes)
             self.forwarder = ForwarderService(
                 list(config.forward),
                 reactor,

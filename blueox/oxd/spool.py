@@ -162,6 +162,10 @@ class _BatchSpool:
         """The number of events in batch ``index`` (KeyError when not held)."""
         return self._batches[index][_COUNT]
 
+    def length_of(self, index):
+        """The payload length of batch ``index`` (KeyError when not held)."""
+        return self._batches[index][_LENGTH]
+
     def indexes(self):
         """The indexes of the batches held, oldest first."""
         return list(self._batches)

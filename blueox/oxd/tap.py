@@ -15,7 +15,14 @@ import sys
 from twisted.python import usage
 
 from blueox import ports
-from blueox.oxd.config import COMPRESSIONS, FORWARD_MODES, FSYNC_POLICIES, Address, OxdConfig
+from blueox.oxd.config import (
+    COMPRESSIONS,
+    FORWARD_MODES,
+    FSYNC_POLICIES,
+    SPOOL_BOUNDS,
+    Address,
+    OxdConfig,
+)
 
 __all__ = ["OxdOptions", "Options", "makeService"]
 
@@ -145,15 +152,17 @@ class OxdOptions(usage.Options):
         [
             "spool-events",
             None,
-            _defaults.spool_max_events,
-            "Forwarding spool bound, in events",
+            None,
+            "Forwarding spool bound, in events [default: "
+            f"{SPOOL_BOUNDS['memory'][0]} in memory, {SPOOL_BOUNDS['disk'][0]} on disk]",
             _positive_int,
         ],
         [
             "spool-bytes",
             None,
-            _defaults.spool_max_bytes,
-            "Forwarding spool bound, in bytes",
+            None,
+            "Forwarding spool bound, in bytes [default: "
+            f"{SPOOL_BOUNDS['memory'][1]} in memory, {SPOOL_BOUNDS['disk'][1]} on disk]",
             _positive_int,
         ],
         [

@@ -680,6 +680,62 @@ class DiskSpoolTests(ForwarderTestCase):
         self.stop(fwd)
 
 
+class MergingTests(ForwarderTestCase):
+    def disk_spool(self):
+        return DiskSpool(self.reactor, self.mktemp(), 100_000, 64 * 1024 * 1024)
+
+    def test_disk_spool_seals_each_reactor_turn(self):
+        """With a disk spool, the events of one reactor turn are on disk at the end of that turn, not after batch_delay."""
+        spool = self.disk_spool()
+        fwd = self.service(spool=spool)
+        self.forward(fwd, [event(n) for n in range(3)])
+        self.assertEqual(spool.events, 0)
+        self.reactor.advance(0)
+        self.assertEqual((len(spool), spool.events), (1, 3))
+        self.assertBalanced(fwd)
+        self.stop(fwd)
+
+    def test_records_merged_into_one_batch_and_released_together(self):
+        """Several spool records waiting go upstream as one batch of all their events, and its acknowledgement releases them all."""
+        spool = self.disk_spool()
+        fwd = self.service(spool=spool)
+        for turn in range(5):
+            self.forward(fwd, [event(turn * 10 + n) for n in range(10)])
+            self.reactor.advance(0)
+        self.assertEqual(len(spool), 5)
+        peer = self.connect(A)
+        (batch,) = peer.batches()
+        self.assertEqual(events_of(batch), [event(n) for n in range(50)])
+        peer.ack(batch)
+        self.assertEqual((len(spool), self.stats.forwarded), (0, 50))
+        self.assertBalanced(fwd)
+        self.stop(fwd)
+
+    def test_merged_batch_resent_whole_under_its_sequence(self):
+        """After a lost connection a merged batch is sent again with the same records under the same sequence."""
+        spool = self.disk_spool()
+        fwd = self.service(spool=spool)
+        for turn in range(3):
+            self.forward(fwd, [event(turn * 10 + n) for n in range(10)])
+            self.reactor.advance(0)
+        peer = self.connect(A)
+        (first,) = peer.batches()
+        peer.lose()
+        self.forward(fwd, [event(99)])
+        self.reactor.advance(0)
+        self.reactor.advance(1)
+        peer = self.connect(A)
+        again, new = peer.batches()
+        self.assertEqual((again.sequence, events_of(again)), (first.sequence, events_of(first)))
+        self.assertEqual(events_of(new), [event(99)])
+        self.assertGreater(new.sequence, again.sequence)
+        peer.ack(again)
+        peer.ack(new)
+        self.assertEqual(self.stats.forwarded, 31)
+        self.assertBalanced(fwd)
+        self.stop(fwd)
+
+
 class StopTests(ForwarderTestCase):
     def test_stop_seals_and_waits_for_acks(self):
         """stopService seals the open batch and sends it, waits for its acknowledgement, then closes the connection."""
