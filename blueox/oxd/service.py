@@ -13,6 +13,7 @@ Stop (SIGTERM, ``SHUTDOWN``, or the end of a test), in order:
 """
 
 import os
+import signal
 import socket as stdlib_socket
 
 import zmq
@@ -161,6 +162,7 @@ class OxdService(MultiService):
                 raise SystemExit(1) from None
             raise
         self.stall_probe.start()
+        self._install_hup()
         self.log.info(
             "oxd started (pid {pid}): collect {collect}, control {control}, "
             "stream port {stream}, log path {log_path}, forward {forward}",
@@ -183,6 +185,8 @@ class OxdService(MultiService):
     def stopService(self):
         """Stop in order; see the module docstring."""
         Service.stopService(self)
+        if getattr(self, "_previous_hup", None) is not None:
+            signal.signal(signal.SIGHUP, self._previous_hup)
         self.stall_probe.stop()
         self.collector.stopService()
         self.publisher.stopService()
@@ -203,6 +207,22 @@ class OxdService(MultiService):
         )
         # Sockets are closed; term() waits at most for their linger times.
         self.context.term()
+
+    def _install_hup(self):
+        """SIGHUP reopens the log files (after logrotate-style moves); it never stops oxd."""
+        try:
+            self._previous_hup = signal.signal(
+                signal.SIGHUP, lambda signum, frame: self._reactor.callFromThread(self.reopen)
+            )
+        except ValueError:  # not the main thread (an oxd inside a test)
+            self._previous_hup = None
+
+    def reopen(self):
+        """Close every log file; the next event reopens its file at its path."""
+        count = self.writer.open_files if self.writer is not None else 0
+        if self.writer is not None:
+            self.writer.close_all()
+        self.log.info("SIGHUP: closed {count} log files, reopened as events arrive", count=count)
 
     def forward(self, request):
         """The ``FORWARD`` command: re-point the forwarder to ``request['forward']``."""

@@ -234,6 +234,13 @@ class OxdOptions(usage.Options):
         super().__init__()
         self["verbosity"] = 0
 
+    def opt_version(self):
+        """Print BlueOx's version and exit."""
+        from blueox import __version__
+
+        sys.stdout.write(f"oxd (BlueOx) {__version__}\n")
+        raise SystemExit(0)
+
     def opt_verbose(self):
         """Log more: -v each file opened and closed, -vv every rejected message."""
         self["verbosity"] += 1

@@ -11,6 +11,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from blueox import __version__ as blueox_version
 from blueox import wire
 from blueox.testing import (
     OxdProcess,
@@ -187,6 +188,32 @@ class CollectionTests(OxdTestCase):
         wait_for(lambda: oxd.status()["received"] == 1, message="one event")
         self.assertStoppedCleanly(oxd, oxd.stop())
         self.assertEqual(len(log_files(log_path)), 1)
+
+    def test_oxd_version(self):
+        """oxd --version prints BlueOx's version, not Twisted's, and exits 0."""
+        oxd_script = os.path.join(os.path.dirname(sys.executable), "oxd")
+        result = subprocess.run([oxd_script, "--version"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), f"oxd (BlueOx) {blueox_version}")
+
+    def test_sighup_reopens_log_files(self):
+        """SIGHUP never stops oxd: after a logrotate-style move the next event goes to a new file at the old path at once."""
+        log_path = self.make_log_path()
+        oxd = self.start_oxd(f"--log-path={log_path}")
+        send_events(oxd.collect_host, [make_event("rotated", 0)])
+        wait_for(lambda: oxd.status()["written"] == 1, message="the first event")
+        (name,) = log_files(log_path)
+        path = os.path.join(log_path, name)
+        os.rename(path, path + ".1")
+        oxd.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: closed 1 log files" in oxd.output(), message="the reopen")
+        self.assertIsNone(oxd.process.poll(), "oxd stopped on SIGHUP")
+        send_events(oxd.collect_host, [make_event("rotated", 1)])
+        wait_for(lambda: os.path.exists(path), timeout=5, message="the file at its path again")
+        wait_for(lambda: oxd.status()["written"] == 2, message="the second event")
+        self.assertEqual([e["body"]["seq"] for e in read_events(path + ".1")], [0])
+        self.assertEqual([e["body"]["seq"] for e in read_events(path)], [1])
+        self.assertStoppedCleanly(oxd, oxd.stop())
 
     def test_port_in_use_exits_1(self):
         """oxd exits 1 with a message, not a traceback, when its collection port is taken."""
