@@ -586,50 +586,32 @@ class CollectorService(Service):
     def _bad_bodies(self, bodies, sizes):
         """The indices of the bodies in ``bodies`` that are not one msgpack map each."""
         bad = set()
-        if self._check_bodies:
-            offset = 0
+        offset = index = 0
+        if not self._check_bodies:
+            # One unpacker over the whole group while every body is good.
+            unpacker = msgpack.Unpacker(max_buffer_size=max(len(bodies), 1))
+            unpacker.feed(bodies)
+            skip, tell = unpacker.skip, unpacker.tell
             for index, size in enumerate(sizes):
-                if not _decodes_strictly(bodies[offset : offset + size]):
-                    bad.add(index)
-                offset += size
-            return bad
-        # One unpacker over the whole group while every body is good; after
-        # a bad one, a check per body (the rest of the group is not copied
-        # again at every bad body).
-        unpacker = msgpack.Unpacker()
-        unpacker.feed(bodies)
-        skip, tell = unpacker.skip, unpacker.tell
-        offset = 0
-        for index, size in enumerate(sizes):
-            stop = offset + size
-            ok = size > 0 and bodies[offset] in _MAP_MARKERS
-            if ok:
-                try:
-                    skip()
-                    ok = tell() == stop
-                except Exception:
-                    ok = False
-            offset = stop
-            if not ok:
-                bad.add(index)
-                break
-        else:
-            return bad
-        view = memoryview(bodies)
-        for index in range(index + 1, len(sizes)):
-            size = sizes[index]
-            stop = offset + size
-            if size > 0 and bodies[offset] in _MAP_MARKERS:
-                one = msgpack.Unpacker()
-                one.feed(view[offset:stop])
-                try:
-                    one.skip()
-                    ok = one.tell() == size
-                except Exception:
-                    ok = False
+                stop = offset + size
+                ok = size > 0 and bodies[offset] in _MAP_MARKERS
+                if ok:
+                    try:
+                        skip()
+                        ok = tell() == stop
+                    except Exception:
+                        ok = False
+                if not ok:
+                    break
+                offset = stop
             else:
-                ok = False
-            if not ok:
+                return bad
+        # From the first bad body on (or with check_bodies), one check per
+        # body: the rest of the group is not copied again at every bad one.
+        view = memoryview(bodies)
+        for index in range(index, len(sizes)):
+            stop = offset + sizes[index]
+            if not self._body_ok(view[offset:stop]):
                 bad.add(index)
             offset = stop
         return bad
@@ -694,9 +676,9 @@ class CollectorService(Service):
         if self._check_bodies:
             return _decodes_strictly(body)
         unpacker = self._unpacker
-        unpacker.feed(body)
-        self._fed += len(body)
         try:
+            unpacker.feed(body)
+            self._fed += len(body)
             unpacker.skip()
         except Exception:
             self._new_unpacker()
@@ -707,7 +689,10 @@ class CollectorService(Service):
         return True
 
     def _new_unpacker(self):
-        self._unpacker = msgpack.Unpacker(max_buffer_size=max(self.max_message_size, 1024))
+        # A body from a batch may be larger than a message (compressed).
+        self._unpacker = msgpack.Unpacker(
+            max_buffer_size=max(self.max_message_size, self._max_batch_bytes, 1024)
+        )
         self._fed = 0
 
     def _update_time_bounds(self):
