@@ -78,6 +78,25 @@ MERGE_RECORDS = 256
 WARN_INTERVAL = 60.0
 
 
+class _Warnings:
+    """Each condition warned of at most once per WARN_INTERVAL, saying how
+    many times it happened since the last warning (``{since}``)."""
+
+    def __init__(self, clock, log):
+        self._clock = clock
+        self._log = log
+        self._seen = {}  # key -> (time of the last warning, count since)
+
+    def warn(self, key, format, count=1, **kw):
+        now = self._clock.seconds()
+        last, since = self._seen.get(key, (None, 0))
+        since += count
+        if last is None or now - last >= WARN_INTERVAL:
+            self._log.warn(format, since=since, **kw)
+            last, since = now, 0
+        self._seen[key] = (last, since)
+
+
 class _Batcher:
     """The batch being gathered: events grouped by (type, host)."""
 
@@ -130,7 +149,6 @@ class Upstream:
         self._delay = RECONNECT_MIN
         self._retry = None
         self._stopped = False
-        self._warned = {}
 
     # Connection management
 
@@ -231,14 +249,12 @@ class Upstream:
         )
 
     def _warn(self, key, format, **kw):
-        now = self._reactor.seconds()
-        last, count = self._warned.get(key, (None, 0))
-        count += 1
-        if last is None or now - last >= WARN_INTERVAL:
-            self.log.warn(format + " ({count} times since the last warning)", address=str(self.address), count=count, **kw)
-            count = 0
-            last = now
-        self._warned[key] = (last, count)
+        self._forwarder.warnings.warn(
+            (str(self.address), key),
+            format + " ({since} times since the last warning)",
+            address=str(self.address),
+            **kw,
+        )
 
     # Batches
 
@@ -377,7 +393,7 @@ class ForwarderService(Service):
         self._leases = self._load_leases()
         self._check = LoopingCall(self._check_acks)
         self._check.clock = reactor
-        self._warned_full = (None, 0)
+        self.warnings = _Warnings(reactor, self.log)
         self._unreadable_counted = 0
         self.upstreams = [self._upstream(address) for address in addresses]
         self.address = addresses[0]
@@ -497,19 +513,14 @@ class ForwarderService(Service):
         return self._batcher.count
 
     def _warn_full(self, count):
-        now = self.reactor.seconds()
-        last, dropped = self._warned_full
-        dropped += count
-        if last is None or now - last >= WARN_INTERVAL:
-            self.log.warn(
-                "forward spool full ({events} events, {bytes} bytes): dropped {dropped} "
-                "events since the last warning",
-                events=self.spool.events,
-                bytes=self.spool.bytes,
-                dropped=dropped,
-            )
-            last, dropped = now, 0
-        self._warned_full = (last, dropped)
+        self.warnings.warn(
+            "spool_full",
+            "forward spool full ({events} events, {bytes} bytes): dropped {since} "
+            "events since the last warning",
+            count=count,
+            events=self.spool.events,
+            bytes=self.spool.bytes,
+        )
 
     # Sending
 

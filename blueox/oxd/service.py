@@ -255,6 +255,7 @@ class OxdService(MultiService):
             self.writer.flush_pending()
         if self.forwarder is not None and self.forwarder.running:
             self.forwarder.seal()
+        spooled = self.forwarder.spooled if self.forwarder else 0
         status = self.stats.snapshot()
         status.update(self.stall_probe.snapshot())
         status.update(
@@ -265,12 +266,10 @@ class OxdService(MultiService):
                 "control": self.config.control.port,
                 "stream": self.publisher.port,
             },
-            queued=self.forwarder.spooled if self.forwarder else 0,
-            spooled=self.forwarder.spooled if self.forwarder else 0,
+            queued=spooled,
+            spooled=spooled,
             unaccounted=self.stats.balance(
-                self.writer is not None,
-                self.forwarder is not None,
-                self.forwarder.spooled if self.forwarder else 0,
+                self.writer is not None, self.forwarder is not None, spooled
             ),
             queued_bytes=self.forwarder.spool.bytes if self.forwarder else 0,
             open_files=self.writer.open_files if self.writer else 0,
