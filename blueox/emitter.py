@@ -821,35 +821,26 @@ class ReactorSender:
         self.emitter = emitter
         self.reactor = reactor
         self._protocol = None
-        self._connector = None
         self._scheduled = False
-        self._retry = None
-        self._delay = RECONNECT_MIN
-        self._closed = False
         self._abort = None
-        self.reactor.callFromThread(self._connect)
-
-    def _connect(self):
-        from blueox.reactor_zmtp import ZmtpClientFactory
-
-        self._retry = None
-        if self._closed:
-            return
+        self._reconnector = None
         try:
-            host, port = split_address(self.emitter.address)
+            host, port = split_address(emitter.address)
         except ValueError:
-            log.error("blueox cannot send to %r: not host:port", self.emitter.address)
+            log.error("blueox cannot send to %r: not host:port", emitter.address)
             return
-        self._connector = self.reactor.connectTCP(
-            host, port, ZmtpClientFactory(self, b"PUSH", {b"PULL"}), timeout=CONNECT_TIMEOUT
-        )
+        from blueox.reactor_zmtp import Reconnector, ZmtpClientFactory
 
-    def _reconnect_later(self):
-        if self._closed or self._retry is not None:
-            return
-        delay = self._delay
-        self._delay = min(self._delay * 2, RECONNECT_MAX)
-        self._retry = self.reactor.callLater(delay, self._connect)
+        self._reconnector = Reconnector(
+            reactor,
+            host,
+            port,
+            lambda: ZmtpClientFactory(self, b"PUSH", {b"PULL"}),
+            RECONNECT_MIN,
+            RECONNECT_MAX,
+            timeout=CONNECT_TIMEOUT,
+        )
+        self.reactor.callFromThread(self._reconnector.connect)
 
     # The connection's owner (`blueox.reactor_zmtp`)
 
@@ -858,7 +849,7 @@ class ReactorSender:
 
     def connection_ready(self, protocol):
         self._protocol = protocol
-        self._delay = RECONNECT_MIN
+        self._reconnector.succeeded()
         self._drain()
 
     def message_received(self, protocol, frames):
@@ -876,10 +867,10 @@ class ReactorSender:
         if self._abort is not None and self._abort.active():
             self._abort.cancel()  # closed in time
         self._abort = None
-        self._reconnect_later()
+        self._reconnector.later()
 
     def connect_failed(self, reason):
-        self._reconnect_later()
+        self._reconnector.later()
 
     # Sending
 
@@ -913,10 +904,9 @@ class ReactorSender:
             threads.blockingCallFromThread(self.reactor, self._close, timeout)
 
     def _close(self, timeout):
-        self._closed = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
+        if self._reconnector is None:
+            return
+        self._reconnector.stop()
         protocol = self._protocol
         if protocol is not None:
             self.emitter.send_queued(self._send)
@@ -924,6 +914,6 @@ class ReactorSender:
             protocol.transport.unregisterProducer()
             protocol.transport.loseConnection()
             self._abort = self.reactor.callLater(timeout, protocol.transport.abortConnection)
-        elif self._connector is not None:
-            self._connector.disconnect()
+        elif self._reconnector.connector is not None:
+            self._reconnector.connector.disconnect()
         self._protocol = None

@@ -17,6 +17,8 @@ owner implements:
 * ``connection_lost(protocol, reason, handshake)``;
 * ``connect_failed(reason)``: the TCP connection could not be made.
 
+`Reconnector` makes the connection again after a failure, backing off.
+
 Twisted is imported here, never by `blueox` itself: applications that
 do not run a reactor do not pay for it.
 """
@@ -27,7 +29,7 @@ from zope.interface import implementer
 
 from blueox import zmtp
 
-__all__ = ["ZmtpClientProtocol", "ZmtpClientFactory"]
+__all__ = ["ZmtpClientProtocol", "ZmtpClientFactory", "Reconnector"]
 
 
 @implementer(IPushProducer)
@@ -126,3 +128,51 @@ class ZmtpClientFactory(ClientFactory):
 
     def clientConnectionLost(self, connector, reason):
         pass  # the protocol's connectionLost has told the owner
+
+
+class Reconnector:
+    """Connects a new ``factory()`` to ``host``:``port``; after a failure, again
+    later, the delay doubling from ``first`` up to ``most`` until `succeeded`.
+
+    ``connector`` is the last connection attempt's (for ``disconnect``).
+    """
+
+    def __init__(self, reactor, host, port, factory, first, most, timeout):
+        self._reactor = reactor
+        self._host = host
+        self._port = port
+        self._factory = factory
+        self._first = first
+        self._most = most
+        self._timeout = timeout
+        self._delay = first
+        self._retry = None
+        self.connector = None
+        self.stopped = False
+
+    def connect(self):
+        """Try to connect now (unless stopped)."""
+        self._retry = None
+        if not self.stopped:
+            self.connector = self._reactor.connectTCP(
+                self._host, self._port, self._factory(), timeout=self._timeout
+            )
+
+    def later(self):
+        """Try again after the next delay, unless a try is already scheduled."""
+        if self.stopped or self._retry is not None:
+            return
+        delay = self._delay
+        self._delay = min(delay * 2, self._most)
+        self._retry = self._reactor.callLater(delay, self.connect)
+
+    def succeeded(self):
+        """A connection worked: the next failure is retried after ``first`` again."""
+        self._delay = self._first
+
+    def stop(self):
+        """No more tries."""
+        self.stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None

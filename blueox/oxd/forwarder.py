@@ -49,7 +49,7 @@ from twisted.logger import Logger
 
 from blueox import wire, zmtp
 from blueox.oxd.config import FORWARD_MODES
-from blueox.reactor_zmtp import ZmtpClientFactory
+from blueox.reactor_zmtp import Reconnector, ZmtpClientFactory
 
 # What we connect as, and the peers we accept: a link peer, or as a PUSH
 # peer to an upstream that takes no batches.
@@ -139,49 +139,36 @@ class Upstream:
         # sent on this link before them takes their sequences' place: they
         # are then sent with new ones (see `next_batch`).
         self.resend = collections.OrderedDict()  # sequence -> spool indexes
-        self._connector = None
         self._handshaking = None  # a connection made, not ready yet
         self.failures = 0
         self.last_ack = None
         self.connected_since = None
         self._forwarder = forwarder
         self._reactor = forwarder.reactor
-        self._delay = RECONNECT_MIN
-        self._retry = None
-        self._stopped = False
+        self._reconnector = Reconnector(
+            self._reactor,
+            address.host,
+            address.port,
+            lambda: ZmtpClientFactory(self, *_LINK_KINDS[not self.takes_batches]),
+            RECONNECT_MIN,
+            RECONNECT_MAX,
+            timeout=5,
+        )
 
     # Connection management
 
     def connect(self):
-        self._retry = None
-        if self._stopped:
-            return
-        self._connector = self._reactor.connectTCP(
-            self.address.host,
-            self.address.port,
-            ZmtpClientFactory(self, *_LINK_KINDS[not self.takes_batches]),
-            timeout=5,
-        )
-
-    def _reconnect_later(self):
-        if self._stopped or self._retry is not None:
-            return
-        delay = self._delay
-        self._delay = min(self._delay * 2, RECONNECT_MAX)
-        self._retry = self._reactor.callLater(delay, self.connect)
+        self._reconnector.connect()
 
     def stop(self):
-        self._stopped = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
+        self._reconnector.stop()
         if self.protocol is not None:
             self.protocol.transport.abortConnection()
         if self._handshaking is not None:
             self._handshaking.transport.abortConnection()
-        if self._connector is not None:
+        if self._reconnector.connector is not None:
             # Also a connection still connecting.
-            self._connector.disconnect()
+            self._reconnector.connector.disconnect()
 
     @property
     def ready(self):
@@ -190,14 +177,14 @@ class Upstream:
     def connect_failed(self, reason):
         self.failures += 1
         self._warn("connect", "cannot connect to {address}: {error}", error=reason.getErrorMessage())
-        self._reconnect_later()
+        self._reconnector.later()
 
     def connected(self, protocol):
         self._handshaking = protocol
 
     def connection_ready(self, protocol):
         self._handshaking = None
-        if self._stopped:
+        if self._reconnector.stopped:
             protocol.fail(zmtp.ProtocolError("the forwarder stopped"))
             return
         if not self.takes_batches and "x-blueox-link" in protocol.peer_properties:
@@ -209,7 +196,7 @@ class Upstream:
             return
         self.protocol = protocol
         self.connected_since = self._reactor.seconds()
-        self._delay = RECONNECT_MIN
+        self._reconnector.succeeded()
         self.log.info(
             "forwarding to {address} ({how})",
             address=str(self.address),
@@ -237,7 +224,7 @@ class Upstream:
             self._fall_back("it closed the connection during the handshake")
         self.failures += 1
         self._forwarder.upstream_lost(self)
-        self._reconnect_later()
+        self._reconnector.later()
 
     def _fall_back(self, why):
         self.takes_batches = False
