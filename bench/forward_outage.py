@@ -52,7 +52,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from blueox.testing import OxdProcess, log_files, read_events, wait_for  # noqa: E402
+from blueox.testing import OxdProcess, log_files, ranges, read_events, wait_for  # noqa: E402
 
 WARMUP = 5.0  # seconds of sending before the central is stopped
 EVENT_TYPE = "bench.outage"
@@ -146,17 +146,6 @@ class StatusPoller(threading.Thread):
     def stop(self):
         self._done.set()
         self.join()
-
-
-def ranges(numbers, limit=8):
-    parts = []
-    for n in sorted(numbers):
-        if parts and n == parts[-1][1] + 1:
-            parts[-1][1] = n
-        else:
-            parts.append([n, n])
-    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in parts[:limit])
-    return text + (f", ... ({len(parts)} runs)" if len(parts) > limit else "")
 
 
 def run_once(options, spool, root):
@@ -268,9 +257,9 @@ def run_once(options, spool, root):
     missing = sorted(set(range(emitted)) - set(counts))
     result["written"] = sum(counts.values())
     result["lost"] = len(missing)
-    result["lost_ranges"] = ranges(missing)
+    result["lost_ranges"] = ranges(missing, limit=8)
     result["duplicated"] = sum(c - 1 for c in counts.values())
-    result["dup_ranges"] = ranges([s for s, c in counts.items() if c > 1])
+    result["dup_ranges"] = ranges([s for s, c in counts.items() if c > 1], limit=8)
     result["emitter_dropped"] = result["emitter"]["dropped"] + result["emitter"]["rejected"]
     result["local_drops"] = sum(result["local_dropped"].values())
     result["unexplained"] = len(missing) - result["emitter_dropped"] - result["local_drops"]

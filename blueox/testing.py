@@ -32,6 +32,7 @@ __all__ = [
     "send_events",
     "sender_command",
     "read_events",
+    "ranges",
     "log_files",
     "twistd_command",
     "OxdProcess",
@@ -117,6 +118,20 @@ def read_events(path):
     with open(path, "rb") as f:
         unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False)
         return list(unpacker)
+
+
+def ranges(numbers, limit=None):
+    """``[1, 2, 3, 7]`` as ``"1-3, 7"``: which numbered events were lost or
+    duplicated, short enough for a message (at most ``limit`` runs)."""
+    parts = []
+    for n in sorted(numbers):
+        if parts and n == parts[-1][1] + 1:
+            parts[-1][1] = n
+        else:
+            parts.append([n, n])
+    shown = parts if limit is None else parts[:limit]
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in shown)
+    return text + (f", ... ({len(parts)} runs)" if len(shown) < len(parts) else "")
 
 
 def log_files(log_path):

@@ -21,6 +21,7 @@ from blueox.testing import (
     free_port,
     log_files,
     make_event,
+    ranges,
     read_events,
     send_events,
     sender_command,
@@ -53,17 +54,6 @@ SEGMENT_HEADER = struct.Struct("!IIQId")  # a disk spool record: length, crc, in
 RECOVERED = re.compile(
     r"recovered (\d+) batches \((\d+) events\); skipped (\d+) corrupt records \((\d+) bytes\)"
 )
-
-
-def ranges(numbers):
-    """``[1, 2, 3, 7]`` as ``"1-3, 7"``: short failure messages for long lists."""
-    parts = []
-    for n in sorted(numbers):
-        if parts and n == parts[-1][1] + 1:
-            parts[-1][1] = n
-        else:
-            parts.append([n, n])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
 
 
 def spool_records(path):
