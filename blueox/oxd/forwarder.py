@@ -384,6 +384,8 @@ class ForwarderService(Service):
         self._unreadable_counted = 0
         self.upstreams = [self._upstream(address) for address in addresses]
         self.address = addresses[0]
+        # Since when no upstream has been connected (None while one is).
+        self.down_since = reactor.seconds()
 
     # Sequences
 
@@ -608,12 +610,13 @@ class ForwarderService(Service):
             self._stats.drop("spool_corrupt", lost)
 
     def upstream_ready(self, upstream):
-        if self.mode == "failover":
-            # Batches in flight to a less preferred upstream finish there.
-            pass
+        # In failover mode, batches in flight to a less preferred upstream finish there.
+        self.down_since = None
         self.pump()
 
     def upstream_lost(self, upstream):
+        if self.down_since is None and not any(u.ready for u in self.upstreams):
+            self.down_since = self.reactor.seconds()
         self._requeue(upstream.take_back())
         self.pump()
 
@@ -672,6 +675,8 @@ class ForwarderService(Service):
         for gone in keep.values():
             gone.stop()
             self._requeue(gone.take_back())
+        if self.down_since is None and not any(u.ready for u in self.upstreams):
+            self.down_since = self.reactor.seconds()
         self.pump()
 
     # Status and stop
@@ -690,6 +695,12 @@ class ForwarderService(Service):
             "spool_bytes": self.spool.bytes,
             "spool_batches": len(self.spool),
             "oldest_spooled_age": None if oldest is None else self.reactor.seconds() - oldest,
+            # Seconds since no upstream has been connected (None while one is).
+            "down_for": None
+            if self.down_since is None
+            else self.reactor.seconds() - self.down_since,
+            "spool_max_events": self.spool.max_events,
+            "spool_max_bytes": self.spool.max_bytes,
             # What a disk spool found at start: batches, events, corrupt records and bytes.
             "spool_recovered": dict(getattr(self.spool, "recovered", None) or {}),
         }
