@@ -108,3 +108,64 @@ class SplitHostTests(SynchronousTestCase):
         """The ValueError message quotes the address that was refused."""
         e = self.assertRaises(ValueError, ports.split_host, "host:abc", 1)
         self.assertIn("'host:abc'", str(e))
+
+
+class ParseAddressTests(SynchronousTestCase):
+    def test_every_form(self):
+        """Each documented form gives the expected host and port."""
+        cases = {
+            "oxd": ("oxd", 3514),
+            "oxd:99": ("oxd", 99),
+            ":99": ("127.0.0.1", 99),
+            "99": ("127.0.0.1", 99),
+            "4514": ("127.0.0.1", 4514),
+            "[::1]:99": ("::1", 99),
+            "[::1]": ("::1", 3514),
+            "::1": ("::1", 3514),
+            "fe80::1": ("fe80::1", 3514),
+            "*:99": ("*", 99),
+            "*": ("*", 3514),
+            "tcp://oxd:99": ("oxd", 99),
+            "TCP://[::1]:99/": ("::1", 99),
+            " 10.0.0.1:7 ": ("10.0.0.1", 7),
+        }
+        for text, expected in cases.items():
+            self.assertEqual(ports.parse_address(text, "127.0.0.1", 3514), expected, text)
+
+    def test_bad_forms(self):
+        """Malformed addresses raise a one-line ValueError quoting what was typed."""
+        for text in (
+            "",
+            "http://oxd:1",
+            "[::1",
+            "[oxd]:1",
+            "[::1]x",
+            "oxd:0",
+            "oxd:x",
+            "my host:1",
+            "a/b:1",
+            "-oxd:1",
+            "oxd::1:x",
+        ):
+            e = self.assertRaises(ValueError, ports.parse_address, text, "127.0.0.1", 1)
+            self.assertNotIn("\n", str(e))
+
+    def test_no_default_host(self):
+        """Without a default host, a port alone is refused."""
+        self.assertRaises(ValueError, ports.parse_address, ":99", None, 1)
+        self.assertRaises(ValueError, ports.parse_address, "99", None, 1)
+
+    def test_format_brackets_ipv6(self):
+        """format_address brackets IPv6 literals only, and parse_address reads it back."""
+        self.assertEqual(ports.format_address("::1", 5), "[::1]:5")
+        self.assertEqual(ports.format_address("oxd", 5), "oxd:5")
+        self.assertEqual(ports.parse_address(ports.format_address("::1", 5), None, 1), ("::1", 5))
+
+    def test_default_hosts_take_every_form(self):
+        """The default-address helpers accept a port alone, a scheme and IPv6."""
+        self.patch(os, "environ", {})
+        self.assertEqual(ports.default_collect_host("4514"), "127.0.0.1:4514")
+        self.assertEqual(ports.default_control_host("tcp://h:1"), "h:1")
+        self.assertEqual(ports.default_control_host("[::1]:7"), "[::1]:7")
+        self.patch(os, "environ", {"BLUEOX_HOST": "[::1]"})
+        self.assertEqual(ports.default_collect_host(":5"), "[::1]:5")

@@ -7,6 +7,8 @@ Nothing reads options or environment variables after that.
 
 from dataclasses import dataclass
 
+from blueox import ports
+
 __all__ = [
     "OxdConfig", "Address", "FSYNC_POLICIES", "FORWARD_MODES", "COMPRESSIONS", "SPOOL_BOUNDS"
 ]
@@ -33,11 +35,16 @@ class Address:
     port: int
 
     def endpoint(self):
-        """The ZeroMQ endpoint, ``tcp://host:port``."""
-        return f"tcp://{self.host}:{self.port}"
+        """The ZeroMQ endpoint, ``tcp://host:port`` (``tcp://[v6]:port``)."""
+        return f"tcp://{self}"
 
     def __str__(self):
-        return f"{self.host}:{self.port}"
+        return ports.format_address(self.host, self.port)
+
+    @property
+    def interface(self):
+        """The host for ``listenTCP``'s ``interface``: ``""`` for every interface."""
+        return "" if self.host == "*" else self.host
 
 
 @dataclass(frozen=True)
@@ -66,3 +73,9 @@ class OxdConfig:
     max_open_files: int = 256
     stream_ports: tuple = (35000, 36000)
     check_bodies: bool = False
+    http: Address | None = None  # the metrics and health endpoint, off by default
+    unhealthy_after: float = 60.0  # /healthz: seconds all upstreams may be away
+    stats_interval: float = 300.0  # seconds between counter log lines; 0: never
+    control_secret: bytes | None = None  # needed by SHUTDOWN and FORWARD when set
+    tls: str | None = None  # directory of ca.pem, node.pem, node.key: mutual TLS
+    config_path: str | None = None  # the --config file, re-read on SIGHUP
