@@ -57,6 +57,8 @@ from collections import OrderedDict, deque
 import google_crc32c
 from twisted.logger import Logger
 
+from blueox.oxd.ratelimit import Throttle
+
 __all__ = ["Spool", "MemorySpool", "DiskSpool", "MAX_PAYLOAD"]
 
 # The largest payload a record may hold: a longer length field is corrupt.
@@ -249,6 +251,7 @@ class DiskSpool(_BatchSpool):
         self.path = path
         self.segment_bytes = segment_bytes
         self.fsync = fsync
+        self._throttle = Throttle(clock, self.log)
         self.recovered = dict(batches=0, events=0, corrupt_records=0, corrupt_bytes=0)
         # Batches that could not be read back after they were recovered or
         # appended (the disk failed them): forgotten, and counted here.
@@ -317,7 +320,8 @@ class DiskSpool(_BatchSpool):
     def _write_failed(self, segment, error):
         """Undo a record that could not be written; give up the segment if that fails too."""
         self.write_errors += 1
-        self.log.warn(
+        self._throttle.warn(
+            "write",
             "{path}: cannot write a batch ({error}); it is dropped",
             path=self.path if segment is None else segment.path,
             error=error,
@@ -381,7 +385,8 @@ class DiskSpool(_BatchSpool):
 
     def _unreadable(self, index, segment, why):
         count = self.count_of(index)
-        self.log.warn(
+        self._throttle.warn(
+            "unreadable",
             "{path}: batch {index} ({count} events) cannot be read back ({why}); it is dropped",
             path=segment.path,
             index=index,
@@ -408,7 +413,7 @@ class DiskSpool(_BatchSpool):
         try:
             os.remove(segment.path)
         except OSError as e:
-            self.log.warn("{path}: cannot remove a released segment ({error})", path=segment.path, error=e)
+            self._throttle.warn("remove", "{path}: cannot remove a released segment ({error})", path=segment.path, error=e)
 
     def _journal(self, *ranges):
         """Note released index ranges in the journal; rewrite it when it is long."""
@@ -423,7 +428,7 @@ class DiskSpool(_BatchSpool):
             os.write(self._journal_fd, records)
         except OSError as e:
             # Only means the batch is forwarded again after a restart.
-            self.log.warn("{path}: cannot journal a release ({error})", path=self.path, error=e)
+            self._throttle.warn("journal", "{path}: cannot journal a release ({error})", path=self.path, error=e)
             return
         self._journal_records += len(ranges)
         if self._journal_records >= max(_COMPACT_AFTER, 2 * len(self._batches)):
@@ -455,7 +460,7 @@ class DiskSpool(_BatchSpool):
                 journal, b"".join(self._release_record(first, last) for first, last in ranges)
             )
         except OSError as e:
-            self.log.warn("{path}: cannot rewrite the release journal ({error})", path=journal, error=e)
+            self._throttle.warn("rewrite", "{path}: cannot rewrite the release journal ({error})", path=journal, error=e)
             return
         if self._journal_fd is not None:
             os.close(self._journal_fd)
@@ -611,7 +616,7 @@ class DiskSpool(_BatchSpool):
         try:
             f = open(segment.path, "rb")
         except OSError as e:
-            self.log.warn("{path}: cannot read ({error})", path=segment.path, error=e)
+            self._throttle.warn("read", "{path}: cannot read ({error})", path=segment.path, error=e)
             return 0, last_index
         with f:
             size = segment.size = os.fstat(f.fileno()).st_size

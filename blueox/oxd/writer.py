@@ -27,6 +27,8 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from blueox.oxd.ratelimit import Throttle
+
 __all__ = ["WriterService", "log_file_name", "unsafe_type_reason"]
 
 SECONDS_PER_HOUR = 3600
@@ -113,7 +115,7 @@ class WriterService(Service):
         self._max_open_files = max_open_files
         self._idle_timeout = idle_timeout
         self._buffer_size = buffer_size
-        self._verbosity = verbosity
+        self.verbosity = verbosity
         self._open = {}
         self._current = {}
         self._pending = []
@@ -122,7 +124,8 @@ class WriterService(Service):
         self._loop = LoopingCall(self.tick)
         self._loop.clock = clock
         self._flush_interval = flush_interval
-        self._last_error_log = None
+        # At most one error line a second per kind: a full disk must not flood the log.
+        self._errors = Throttle(clock, self.log, interval=1.0)
         # Date folders created this minute: (minute, count).
         self._max_new_folders = max_new_folders
         self._new_folders = (None, 0)
@@ -266,7 +269,7 @@ class WriterService(Service):
             return None
         period = self._rotate_hours or HOURS_PER_DAY
         day_end = (bucket // HOURS_PER_DAY + 1) * HOURS_PER_DAY
-        if self._verbosity:
+        if self.verbosity:
             self.log.info("writing {path}", path=path)
         entry = self._open[key] = _OpenLog(
             key,
@@ -332,7 +335,7 @@ class WriterService(Service):
             if not self._flush(key, entry):
                 continue
             if now - entry.last_write >= self._idle_timeout:
-                if self._verbosity:
+                if self.verbosity:
                     self.log.info("closing idle {path}", path=entry.path)
                 self._close(key)
             elif self._moved(entry):
@@ -345,8 +348,4 @@ class WriterService(Service):
             self._close(key)
 
     def _log_error(self, format, **kw):
-        # At most one error line a second: a full disk must not flood the log.
-        now = self._clock.seconds()
-        if self._last_error_log is None or now - self._last_error_log >= 1.0:
-            self._last_error_log = now
-            self.log.error(format, **kw)
+        self._errors.error(format, format, **kw)
