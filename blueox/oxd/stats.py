@@ -10,9 +10,9 @@ distinct names cannot grow memory without limit.
 longest delay is the longest time oxd could not react to anything.
 """
 
+from bisect import bisect_left
 from collections import Counter, deque
 
-from twisted.internet.task import LoopingCall
 
 __all__ = ["Stats", "StallProbe", "WRITE_DROPS", "FORWARD_DROPS"]
 
@@ -144,42 +144,68 @@ class Stats:
 
 
 class StallProbe:
-    """Measure reactor stalls: how late a timer every ``interval`` s fires.
+    """Measure reactor stalls: how late a timer set ``interval`` s after each run fires.
 
     ``max_stall`` is the longest delay since start; ``recent`` keeps the
     last ``keep`` delays over ``threshold`` seconds as ``(time, seconds)``.
+    Every measured delay, stalled or not, is also counted in a cumulative
+    histogram with upper bounds ``buckets`` (seconds, ascending), served as
+    ``stall_histogram``: ``{"buckets": [[le, count], ...], "sum": s,
+    "count": n}``, where ``count`` is every measurement (the ``+Inf`` bucket).
     """
 
-    def __init__(self, clock, interval=0.05, threshold=0.001, keep=256):
+    BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+    def __init__(self, clock, interval=0.05, threshold=0.001, keep=256, buckets=BUCKETS):
+        buckets = tuple(float(bound) for bound in buckets)
+        if list(buckets) != sorted(set(buckets)):
+            raise ValueError("stall histogram buckets must be distinct and ascending")
         self._clock = clock
         self._interval = interval
         self._threshold = threshold
         self.max_stall = 0.0
         self.recent = deque(maxlen=keep)
-        self._expected = None
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = clock
+        self._bounds = buckets
+        self._counts = [0] * (len(buckets) + 1)  # per bucket, the last one past every bound
+        self._sum = 0.0
+        self._call = None  # the next tick, an IDelayedCall
 
     def start(self):
-        self._expected = self._clock.seconds()
-        self._loop.start(self._interval, now=True)
+        if self._call is None:
+            self._tick(self._clock.seconds())
 
     def stop(self):
-        if self._loop.running:
-            self._loop.stop()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
 
-    def _tick(self):
+    def _tick(self, due):
+        # The delay is measured against the time the timer was due, as the
+        # clock holds it, so that a timer on time measures exactly zero.
         now = self._clock.seconds()
-        stall = max(0.0, now - self._expected)
-        # LoopingCall skips missed intervals; the next run is on the grid.
-        self._expected = now + self._interval - ((now - self._expected) % self._interval)
+        stall = max(0.0, now - due)
+        self._call = self._clock.callLater(self._interval, self._next)
         if stall > self.max_stall:
             self.max_stall = stall
         if stall > self._threshold:
             self.recent.append((now, stall))
+        self._counts[bisect_left(self._bounds, stall)] += 1
+        self._sum += stall
+
+    def _next(self):
+        self._tick(self._call.getTime())
+
+    def histogram(self):
+        """The stall histogram: cumulative counts per upper bound, sum and count."""
+        buckets, total = [], 0
+        for bound, count in zip(self._bounds, self._counts):
+            total += count
+            buckets.append([bound, total])
+        return {"buckets": buckets, "sum": self._sum, "count": total + self._counts[-1]}
 
     def snapshot(self):
         return {
             "max_stall": self.max_stall,
             "recent_stalls": [list(item) for item in self.recent],
+            "stall_histogram": self.histogram(),
         }

@@ -56,3 +56,60 @@ class StallProbeTests(SynchronousTestCase):
         self.assertEqual(len(probe.snapshot()["recent_stalls"]), 1)
         probe.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_histogram_counts_every_delay(self):
+        """Every tick is counted in the stall histogram: cumulative per bound, with sum and count."""
+        clock = Clock()
+        probe = StallProbe(clock, interval=0.05, buckets=(0.01, 0.1, 1.0))
+        probe.start()  # the first tick, on time
+        clock.pump([0.05] * 3)  # three more on time
+        clock.advance(0.05 + 0.05)  # late by 0.05 s
+        clock.advance(0.05 + 0.5)  # late by 0.5 s
+        clock.advance(0.05 + 2.0)  # late by 2 s: past every bound
+        histogram = probe.snapshot()["stall_histogram"]
+        self.assertEqual([bound for bound, _ in histogram["buckets"]], [0.01, 0.1, 1.0])
+        self.assertEqual([count for _, count in histogram["buckets"]], [4, 5, 6])
+        self.assertEqual(histogram["count"], 7)
+        self.assertAlmostEqual(histogram["sum"], 2.55, places=6)
+        self.assertAlmostEqual(probe.max_stall, 2.0, places=6)
+        probe.stop()
+
+    def test_histogram_bound_is_inclusive(self):
+        """A delay equal to a bucket's bound is counted in that bucket (Prometheus ``le``)."""
+        clock = Clock()
+        probe = StallProbe(clock, interval=1.0, buckets=(0.5, 1.0))
+        probe.start()
+        clock.advance(1.5)  # late by exactly 0.5 s
+        self.assertEqual(probe.histogram()["buckets"], [[0.5, 2], [1.0, 2]])
+        probe.stop()
+
+    def test_default_histogram_is_empty_at_start(self):
+        """Before the first tick the default histogram has its bounds, all counts zero."""
+        histogram = StallProbe(Clock()).histogram()
+        self.assertEqual(
+            histogram,
+            {
+                "buckets": [[bound, 0] for bound in StallProbe.BUCKETS],
+                "sum": 0.0,
+                "count": 0,
+            },
+        )
+
+    def test_histogram_buckets_must_ascend(self):
+        """Buckets out of order or repeated are refused at construction."""
+        self.assertRaises(ValueError, StallProbe, Clock(), buckets=(0.1, 0.01))
+        self.assertRaises(ValueError, StallProbe, Clock(), buckets=(0.1, 0.1))
+
+    def test_timer_on_time_measures_zero(self):
+        """A thousand ticks on time (float intervals) all measure exactly zero delay."""
+        clock = Clock()
+        probe = StallProbe(clock, interval=0.05)
+        probe.start()
+        clock.pump([0.05] * 1000)
+        histogram = probe.histogram()
+        self.assertEqual(histogram["count"], 1001)
+        self.assertEqual(histogram["buckets"][0][1], 1001)
+        self.assertEqual(histogram["sum"], 0.0)
+        self.assertEqual(probe.max_stall, 0.0)
+        probe.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
