@@ -17,7 +17,10 @@ owner implements:
 * ``connection_lost(protocol, reason, handshake)``;
 * ``connect_failed(reason)``: the TCP connection could not be made.
 
-`Reconnector` makes the connection again after a failure, backing off.
+`Reconnector` makes the connection again after a failure, backing off;
+given a TLS connection creator (`blueox.oxd.tls.NodeTls.client_creator`),
+each connection is TLS (`twisted.protocols.tls`) around the same protocol:
+a TLS failure is then a lost connection like any other.
 
 Twisted is imported here, never by `blueox` itself: applications that
 do not run a reactor do not pay for it.
@@ -134,10 +137,11 @@ class Reconnector:
     """Connects a new ``factory()`` to ``host``:``port``; after a failure, again
     later, the delay doubling from ``first`` up to ``most`` until `succeeded`.
 
-    ``connector`` is the last connection attempt's (for ``disconnect``).
+    With ``tls`` (an ``IOpenSSLClientConnectionCreator``) the connection is
+    TLS. ``connector`` is the last connection attempt's (for ``disconnect``).
     """
 
-    def __init__(self, reactor, host, port, factory, first, most, timeout):
+    def __init__(self, reactor, host, port, factory, first, most, timeout, tls=None):
         self._reactor = reactor
         self._host = host
         self._port = port
@@ -145,6 +149,12 @@ class Reconnector:
         self._first = first
         self._most = most
         self._timeout = timeout
+        self._tls = tls
+        if tls is not None:
+            # Imported only when asked for: it needs pyOpenSSL.
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            self._tls_factory = TLSMemoryBIOFactory
         self._delay = first
         self._retry = None
         self.connector = None
@@ -154,8 +164,11 @@ class Reconnector:
         """Try to connect now (unless stopped)."""
         self._retry = None
         if not self.stopped:
+            factory = self._factory()
+            if self._tls is not None:
+                factory = self._tls_factory(self._tls, True, factory, clock=self._reactor)
             self.connector = self._reactor.connectTCP(
-                self._host, self._port, self._factory(), timeout=self._timeout
+                self._host, self._port, factory, timeout=self._timeout
             )
 
     def later(self):

@@ -29,6 +29,21 @@ counted in ``rejected`` by reason. An end time more than a day ahead of our
 clock or older than ``max_event_age`` is filed under the receive time and
 counted in ``retimed``; one that is not a date is rejected (``bad_time``).
 
+With ``tls`` (a `blueox.oxd.tls.NodeTls`, ``oxd --tls``) the collection
+port takes only TLS, and only from peers presenting a certificate signed by
+the CA (mutual TLS): each `CollectorProtocol` runs inside Twisted's TLS
+protocol, unchanged. A peer speaking plain ZMTP, or TLS without a
+certificate or with one of another CA, is closed during the TLS handshake
+and counted in STATUS ``connections`` as ``tls_handshake``, with a
+rate-limited warning naming it; nothing it sent is read. The TLS handshake
+counts against the same timeout as ZMTP's, and a connection becomes the
+producer of its TCP transport (its reading paused while the peer does not
+read what we send) once the handshake is done: until then TLS holds our
+ZMTP greeting, and pausing would stop the handshake itself. With
+``plain_loopback`` too, a peer on this host (127.0.0.0/8, ::1) may instead
+speak plain ZMTP, as applications do: its first byte tells (a TLS
+connection starts with 0x16, ZMTP with 0xFF).
+
 Accepted events go to the stats, then to each sink: the writer (a version 4
 group whose events share a file is appended with one write), the publisher
 and the forwarder. A batch is acknowledged after its events are written
@@ -38,12 +53,14 @@ recorded in the `LinkTable`; a batch already recorded is acknowledged as a
 duplicate and dropped.
 """
 
+import datetime
+import ipaddress
 import math
 import struct
 
 import msgpack
 from twisted.application.service import Service
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -66,6 +83,9 @@ REJECT_LOG_INTERVAL = 60.0
 # How much larger than --max-message-size a link peer's message may be.
 LINK_SLACK = 64 * 1024
 
+# A node certificate this close to its expiry (seconds) is warned of at start.
+CERTIFICATE_WARNING = 30 * 86400
+
 # What we announce to link peers in our READY: the batch version we speak.
 LINK_PROPERTY = (b"X-BlueOx-Link", b"4")
 
@@ -75,15 +95,38 @@ _MAP_MARKERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 _end_time = struct.Struct("!d").unpack_from
 
 
+def _cancelled(call):
+    """Cancel delayed ``call`` if it is still to come; None, for its holder."""
+    if call is not None and call.active():
+        call.cancel()
+    return None
+
+
 class BatchNotStored(Exception):
     """A batch could not be made durable; its connection is closed."""
 
     reason = "batch_not_stored"
 
 
-@implementer(IPushProducer)
+class TlsRefused(Exception):
+    """A peer of a TLS collection port failed the TLS handshake."""
+
+    reason = "tls_handshake"
+
+
+class TlsFailed(Exception):
+    """TLS failed on a connection after its handshake."""
+
+    reason = "tls_error"
+
+
+@implementer(IPushProducer, IHandshakeListener)
 class CollectorProtocol(Protocol):
-    """One peer on the collection port: ZMTP in, messages to the collector."""
+    """One peer on the collection port: ZMTP in, messages to the collector.
+
+    ``awaiting_tls``: its transport is TLS, the handshake not done yet;
+    ``tls_peer``: then the common name of the peer's certificate.
+    """
 
     def __init__(self, collector):
         self._collector = collector
@@ -92,6 +135,8 @@ class CollectorProtocol(Protocol):
         self.can_reply = False
         self.peer = "?"
         self.bytes_received = 0
+        self.awaiting_tls = False
+        self.tls_peer = None
 
     @property
     def closed(self):
@@ -107,8 +152,12 @@ class CollectorProtocol(Protocol):
             max_message_size=collector.max_message_size,
             properties=(LINK_PROPERTY,),
         )
-        # When the peer does not read what we send, stop reading from it.
-        self.transport.registerProducer(self, True)
+        if not self.awaiting_tls:
+            # When the peer does not read what we send, stop reading from it.
+            # (Under TLS, once the handshake is done: until then the TLS
+            # layer holds what we write and would pause us, and with us
+            # the reading of the handshake.)
+            self.transport.registerProducer(self, True)
         # Peers that vanish without a word are found out eventually.
         set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
         if set_keepalive is not None:
@@ -140,6 +189,14 @@ class CollectorProtocol(Protocol):
         if connection.error is not None:
             self._fail(connection.error)
 
+    def handshakeCompleted(self):
+        """The TLS handshake is done: the peer's certificate is the CA's."""
+        if self._zmtp is None:
+            return
+        self.awaiting_tls = False
+        self.transport.registerProducer(self, True)
+        self._collector.tls_connected(self)
+
     def send(self, frames):
         """Send one message back to the peer (acknowledgements)."""
         if self._zmtp is not None and self.connected:
@@ -158,19 +215,30 @@ class CollectorProtocol(Protocol):
         # and then the connection closes (as our producer, paused or not, we
         # would keep it open).
         self.transport.unregisterProducer()
-        self.transport.loseConnection()
+        if self.awaiting_tls:
+            # TLS would wait for the handshake to send what it holds.
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
 
     def _handshake_timeout(self):
         self._timeout = None
-        self._fail(zmtp.ProtocolError("no ZMTP handshake within the time allowed"))
+        if self.awaiting_tls:
+            self._fail(TlsRefused("no TLS handshake within the time allowed"))
+        else:
+            self._fail(zmtp.ProtocolError("no ZMTP handshake within the time allowed"))
 
     def _cancel_timeout(self):
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
+        self._timeout = _cancelled(self._timeout)
 
     def connectionLost(self, reason):
         self._cancel_timeout()
+        tls = self._collector.tls
+        if self._zmtp is not None and tls is not None:
+            why = tls.failure_text(reason)
+            if why is not None:
+                error = TlsRefused if self.awaiting_tls else TlsFailed
+                self._collector.connection_failed(self, error(why))
         self._zmtp = None
         self._collector.connection_lost(self)
 
@@ -200,16 +268,93 @@ class CollectorFactory(Factory):
             return None
         protocol = CollectorProtocol(self._collector)
         protocol.factory = self
+        protocol.awaiting_tls = self._collector.tls is not None
         self.protocols.add(protocol)
         self._collector.stats.connections["accepted"] += 1
         return protocol
+
+
+def _is_loopback(addr):
+    try:
+        address = ipaddress.ip_address(getattr(addr, "host", ""))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+class _TlsOrPlainFactory(Factory):
+    """The collection port with TLS and ``plain_loopback``: TLS from every peer
+    but those on this host, which may choose (see `_TlsOrPlain`)."""
+
+    def __init__(self, collector, tls_factory):
+        self._collector = collector
+        self._tls_factory = tls_factory
+
+    def buildProtocol(self, addr):
+        if not _is_loopback(addr):
+            return self._tls_factory.buildProtocol(addr)
+        inner = self._collector.factory.buildProtocol(addr)
+        if inner is None:
+            return None
+        return _TlsOrPlain(self._collector, inner, self._tls_factory)
+
+
+class _TlsOrPlain(Protocol):
+    """A peer on this host: its first byte says whether it speaks TLS (a TLS
+    record starts with 0x16) or plain ZMTP; everything then goes to
+    ``inner`` (a `CollectorProtocol`), through TLS or not."""
+
+    def __init__(self, collector, inner, tls_factory):
+        self._collector = collector
+        self._inner = inner
+        self._tls_factory = tls_factory
+        self._timeout = None
+        self._receiver = None
+
+    def connectionMade(self):
+        # Until the peer says which, ``inner`` is not connected; with its
+        # transport known, a stop of the collector closes it as any other.
+        self._inner.transport = self.transport
+        self._timeout = self._collector.clock.callLater(
+            self._collector.handshake_timeout, self._timed_out
+        )
+
+    def dataReceived(self, data):
+        if self._receiver is None:
+            self._cancel_timeout()
+            if data[:1] == b"\x16":
+                self._receiver = self._tls_factory.protocol(self._tls_factory, self._inner)
+            else:
+                self._inner.awaiting_tls = False
+                self._receiver = self._inner
+            self._receiver.makeConnection(self.transport)
+        self._receiver.dataReceived(data)
+
+    def _timed_out(self):
+        self._timeout = None
+        peer = self.transport.getPeer()
+        self._inner.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self._collector.connection_failed(
+            self._inner, zmtp.ProtocolError("no handshake within the time allowed")
+        )
+        self.transport.abortConnection()
+
+    def _cancel_timeout(self):
+        self._timeout = _cancelled(self._timeout)
+
+    def connectionLost(self, reason):
+        self._cancel_timeout()
+        (self._receiver or self._inner).connectionLost(reason)
 
 
 class CollectorService(Service):
     """Collect on ``address`` and hand events to ``writer``/``publisher``/``forwarder``.
 
     ``links`` (a `LinkTable`) remembers the batches made durable; without
-    it version 4 batches are refused.
+    it version 4 batches are refused. With ``tls`` (a
+    `blueox.oxd.tls.NodeTls`) the port takes only mutual TLS, and with
+    ``plain_loopback`` also plain ZMTP from this host (module docstring).
     """
 
     log = Logger()
@@ -233,6 +378,8 @@ class CollectorService(Service):
         handshake_timeout=10.0,
         verbosity=0,
         name_cache_size=4096,
+        tls=None,
+        plain_loopback=False,
     ):
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy {fsync!r} is not one of {FSYNC_POLICIES}")
@@ -251,7 +398,7 @@ class CollectorService(Service):
         self._check_bodies = check_bodies
         self._max_event_age = max_event_age
         self._fsync = fsync
-        self._verbosity = verbosity
+        self.verbosity = verbosity
         self._sources = {}
         self._name_cache_size = name_cache_size
         self._last_end = None
@@ -264,7 +411,15 @@ class CollectorService(Service):
             self._sync_loop = LoopingCall(self.sync)
             self._sync_loop.clock = reactor
             self._fsync_interval = fsync_interval
+        self.tls = tls
         self.factory = CollectorFactory(self, max_connections)
+        # What the port listens with: the factory, or TLS around it.
+        self._listen_factory = self.factory
+        if tls is not None:
+            self._listen_factory = tls.server_factory(self.factory, reactor)
+            if plain_loopback:
+                self._listen_factory = _TlsOrPlainFactory(self, self._listen_factory)
+        self._plain_loopback = tls is not None and plain_loopback
         self._new_unpacker()
         self._update_time_bounds()
 
@@ -274,7 +429,7 @@ class CollectorService(Service):
         host = self.address.host
         self._listening = self._reactor.listenTCP(
             self.address.port,
-            self.factory,
+            self._listen_factory,
             backlog=128,
             interface="" if host in ("*", "0.0.0.0") else host,
         )
@@ -282,7 +437,28 @@ class CollectorService(Service):
         if self._sync_loop is not None:
             self._sync_loop.start(self._fsync_interval, now=False)
         self.log.info("collecting on {host}:{port}", host=host, port=self.port)
+        if self.tls is not None:
+            self._log_tls()
         super().startService()
+
+    def _log_tls(self):
+        tls = self.tls
+        self.log.info(
+            "the collection port takes only TLS from peers with a certificate of the CA "
+            "in {ca}{local}; this {node}",
+            ca=tls.ca_path,
+            local=" (and plain ZMTP from this host)" if self._plain_loopback else "",
+            node=tls.describe(),
+        )
+        now = datetime.datetime.fromtimestamp(self._reactor.seconds(), datetime.timezone.utc)
+        left = tls.expires_in(now)
+        if left < CERTIFICATE_WARNING:
+            self.log.warn(
+                "the certificate {path} expires in {days} days: make a new one with "
+                "oxcert node",
+                path=tls.cert_path,
+                days=max(0, int(left // 86400)),
+            )
 
     def stopService(self):
         """Stop collecting: read what peers already sent (bounded), then close."""
@@ -319,12 +495,35 @@ class CollectorService(Service):
             count=len(self.factory.protocols),
         )
 
+    def tls_connected(self, protocol):
+        """A peer passed the TLS handshake (logged with -v)."""
+        name, version = self.tls.peer_name(protocol.transport)
+        protocol.tls_peer = name
+        if self.verbosity >= 1:
+            self.log.info(
+                "TLS connection from {peer}: {name} ({version})",
+                peer=protocol.peer,
+                name=name,
+                version=version,
+            )
+
     def connection_failed(self, protocol, error):
         reason = error.reason
         if reason == "too_large":
             self.stats.reject("too_large")
         else:
             self.stats.connections[reason] += 1
+        if isinstance(error, TlsRefused):
+            self._warn(
+                reason,
+                "refused the connection from {peer}: {error}; this port takes only TLS "
+                "with a certificate of the CA in {ca} ({count} refused so far)",
+                peer=protocol.peer,
+                error=str(error),
+                ca=self.tls.ca_path,
+                count=self.stats.connections[reason],
+            )
+            return
         self._warn(
             reason,
             "closed the connection from {peer}: {error}",
@@ -729,7 +928,7 @@ class CollectorService(Service):
     def _warn(self, key, format, **kw):
         now = self._reactor.seconds()
         last = self._logged.get(key)
-        if self._verbosity >= 2 or last is None or now - last >= REJECT_LOG_INTERVAL:
+        if self.verbosity >= 2 or last is None or now - last >= REJECT_LOG_INTERVAL:
             self._logged[key] = now
             self.log.warn(format, **kw)
 

@@ -30,6 +30,14 @@ An upstream that cannot take batches (an older oxd: its collection port is a
 ZeroMQ PULL socket, which refuses a DEALER) is sent version 3 messages
 instead, unacknowledged, with a warning.
 
+With ``tls`` (a `blueox.oxd.tls.NodeTls`, ``oxd --tls``) every upstream
+connection is mutual TLS: this node's certificate is presented and the
+upstream's is checked against the CA. A TLS failure (a certificate from
+another CA, an upstream that takes no TLS) is an upstream failure like any
+other: a rate-limited warning saying why, a reconnection after a backoff,
+and the spool keeps every batch. Only oxds of this version speak TLS, so a
+TLS upstream is never taken for an older oxd that takes no batches.
+
 A graceful stop seals the open batch and gives the spool ``drain_timeout``
 seconds to be acknowledged; with a disk spool what is left stays there for
 the next start, with a memory spool it is dropped and counted
@@ -49,6 +57,7 @@ from twisted.logger import Logger
 
 from blueox import wire, zmtp
 from blueox.oxd.config import FORWARD_MODES
+from blueox.oxd.ratelimit import Throttle
 from blueox.reactor_zmtp import Reconnector, ZmtpClientFactory
 
 # What we connect as, and the peers we accept: a link peer, or as a PUSH
@@ -75,26 +84,6 @@ BATCH_BYTES = 1024 * 1024 - 64 * 1024
 # reactor turn (so that what oxd read is on disk before it reads more), and
 # up to this many such records are sent upstream as one batch.
 MERGE_RECORDS = 256
-WARN_INTERVAL = 60.0
-
-
-class _Warnings:
-    """Each condition warned of at most once per WARN_INTERVAL, saying how
-    many times it happened since the last warning (``{since}``)."""
-
-    def __init__(self, clock, log):
-        self._clock = clock
-        self._log = log
-        self._seen = {}  # key -> (time of the last warning, count since)
-
-    def warn(self, key, format, count=1, **kw):
-        now = self._clock.seconds()
-        last, since = self._seen.get(key, (None, 0))
-        since += count
-        if last is None or now - last >= WARN_INTERVAL:
-            self._log.warn(format, since=since, **kw)
-            last, since = now, 0
-        self._seen[key] = (last, since)
 
 
 class _Batcher:
@@ -145,6 +134,7 @@ class Upstream:
         self.connected_since = None
         self._forwarder = forwarder
         self._reactor = forwarder.reactor
+        self._tls = forwarder.tls
         self._reconnector = Reconnector(
             self._reactor,
             address.host,
@@ -153,6 +143,7 @@ class Upstream:
             RECONNECT_MIN,
             RECONNECT_MAX,
             timeout=5,
+            tls=None if self._tls is None else self._tls.client_creator(address.host),
         )
 
     # Connection management
@@ -197,11 +188,11 @@ class Upstream:
         self.protocol = protocol
         self.connected_since = self._reactor.seconds()
         self._reconnector.succeeded()
-        self.log.info(
-            "forwarding to {address} ({how})",
-            address=str(self.address),
-            how="acknowledged batches" if self.takes_batches else "version 3, unacknowledged",
-        )
+        how = "acknowledged batches" if self.takes_batches else "version 3, unacknowledged"
+        if self._tls is not None:
+            name, version = self._tls.peer_name(protocol.transport)
+            how += f", {version} with {name}"
+        self.log.info("forwarding to {address} ({how})", address=str(self.address), how=how)
         self._forwarder.upstream_ready(self)
 
     def connection_failed(self, protocol, error, handshake):
@@ -215,9 +206,19 @@ class Upstream:
     def connection_lost(self, protocol, reason, handshake):
         if self._handshaking is protocol:
             self._handshaking = None
+        tls_error = None if self._tls is None else self._tls.failure_text(reason)
+        if tls_error is not None:
+            self._warn("tls", "TLS with {address} failed: {error}", error=tls_error)
         if self.protocol is protocol:
             self.protocol = None
             self.connected_since = None
+        elif handshake and self._tls is not None:
+            if tls_error is None:
+                self._warn(
+                    "closed",
+                    "{address} closed the connection during the handshake (does it take "
+                    "TLS, and this node's certificate? its log says why)",
+                )
         elif handshake and self.takes_batches and protocol.ready is False:
             # A collector that hangs up on a DEALER during the handshake:
             # libzmq's PULL socket does that.
@@ -238,7 +239,7 @@ class Upstream:
     def _warn(self, key, format, **kw):
         self._forwarder.warnings.warn(
             (str(self.address), key),
-            format + " ({since} times since the last warning)",
+            format,
             address=str(self.address),
             **kw,
         )
@@ -332,7 +333,8 @@ class Upstream:
 
 
 class ForwarderService(Service):
-    """Forward to ``addresses`` through ``spool``; see the module docstring."""
+    """Forward to ``addresses`` through ``spool`` (over mutual TLS with ``tls``,
+    a `blueox.oxd.tls.NodeTls`); see the module docstring."""
 
     log = Logger()
 
@@ -350,6 +352,7 @@ class ForwarderService(Service):
         ack_timeout=30.0,
         compress="auto",
         drain_timeout=5.0,
+        tls=None,
     ):
         if mode not in FORWARD_MODES:
             raise ValueError(f"forward mode {mode!r} is not one of {FORWARD_MODES}")
@@ -357,6 +360,7 @@ class ForwarderService(Service):
             addresses = [addresses]
         self.reactor = reactor
         self.spool = spool
+        self.tls = tls
         self.mode = mode
         self.window = window
         self._stats = stats
@@ -380,7 +384,7 @@ class ForwarderService(Service):
         self._leases = self._load_leases()
         self._check = LoopingCall(self._check_acks)
         self._check.clock = reactor
-        self.warnings = _Warnings(reactor, self.log)
+        self.warnings = Throttle(reactor, self.log)
         self._unreadable_counted = 0
         self.upstreams = [self._upstream(address) for address in addresses]
         self.address = addresses[0]

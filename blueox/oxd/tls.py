@@ -1,0 +1,403 @@
+"""Mutual TLS for the links between collectors (``oxd --tls=DIR``).
+
+``DIR`` holds three files, as ``oxcert node`` makes them:
+
+* ``ca.pem``: the private CA every collector of the deployment trusts (one
+  or more CA certificates);
+* ``node.pem``: this node's certificate (the first in the file), signed by
+  one of those CA certificates;
+* ``node.key``: its private key, unencrypted, readable by oxd's user only
+  (mode 0600, or 0640 for a group; never by every user).
+
+`load` checks them (each file readable and well formed, the key that of the
+certificate, the certificate signed by the CA, everything within its
+validity) and raises `TlsError`, a ``ValueError`` with a one-line message
+naming the file. It returns a `NodeTls`, which oxd's two sides use:
+
+* the collection port (`server_factory`) takes only TLS, and only from a
+  peer presenting a certificate signed by the CA (mutual TLS);
+* a forwarder (`client_creator`) presents ``node.pem`` to its upstream and
+  accepts the upstream only if its certificate is signed by the CA.
+
+Who is trusted: **the CA is the allow-list.** Any certificate it signed is a
+collector of the deployment, whatever its name; a peer from another CA, or
+without a certificate, is refused. Collectors are often addressed by IP, so
+names are checked only where they were given: a forwarder checks the
+address in its ``--forward`` against the upstream certificate's
+subjectAltName when that certificate names addresses (``oxcert node --ip
+10.0.0.2 --dns central.example``), and not when it names none. The
+collection port does not check its clients' names (they connect from any
+address). There is no revocation list: to shut out a node whose key
+leaked, make a new CA and new node directories.
+
+TLS 1.2 is the least version accepted; two oxds negotiate TLS 1.3.
+"""
+
+import datetime
+import ipaddress
+import os
+import stat
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    TLSVersion,
+    trustRootFromCertificates,
+)
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+__all__ = [
+    "CA_FILE",
+    "CERT_FILE",
+    "KEY_FILE",
+    "TlsError",
+    "PeerNameError",
+    "NodeTls",
+    "load",
+    "peer_name",
+    "failure_text",
+    "read_certificates",
+    "read_key",
+    "key_matches",
+    "format_time",
+]
+
+CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "node.pem", "node.key"
+
+# The least TLS version oxd accepts on a link.
+MINIMUM_VERSION = TLSVersion.TLSv1_2
+
+log = Logger()
+
+
+class TlsError(ValueError):
+    """A TLS directory or certificate oxd cannot use; the message is one line."""
+
+
+class PeerNameError(TlsError):
+    """An upstream's certificate names addresses, and not the one we connected to."""
+
+
+def format_time(moment):
+    """``moment`` (an aware datetime) as ``2026-01-31 12:00 UTC``."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def read_file(path):
+    """The bytes of ``path``; `TlsError` if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise TlsError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def read_certificates(path):
+    """The certificates in PEM file ``path`` (at least one), else `TlsError`."""
+    data = read_file(path)
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise TlsError(f"{path}: not a PEM certificate") from None
+
+
+def read_key(path):
+    """The unencrypted private key in PEM file ``path``, else `TlsError`."""
+    data = read_file(path)
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise TlsError(f"{path}: the key is encrypted; oxd needs it unencrypted") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise TlsError(f"{path}: not a PEM private key") from None
+
+
+def _check_mode(path):
+    """A key every user can read is refused (as ssh does)."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o007:
+        raise TlsError(f"{path}: every user can read it (mode {mode:04o}); chmod 600 {path}")
+
+
+def _name(certificate):
+    """The certificate's common name (its whole subject when it has none)."""
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if names:
+        return str(names[0].value)
+    return certificate.subject.rfc4514_string() or "(no subject)"
+
+
+def _addresses(certificate):
+    """``(IP addresses, DNS names)`` in the certificate's subjectAltName."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return [], []
+    names = names.value
+    return names.get_values_for_type(x509.IPAddress), names.get_values_for_type(x509.DNSName)
+
+
+def _check_validity(path, certificate, now):
+    if certificate.not_valid_before_utc > now:
+        start = format_time(certificate.not_valid_before_utc)
+        raise TlsError(f"{path}: not valid before {start} (is this clock right?)")
+    if certificate.not_valid_after_utc < now:
+        end = format_time(certificate.not_valid_after_utc)
+        raise TlsError(f"{path}: expired on {end}")
+
+
+def key_matches(key, certificate):
+    """Whether private ``key`` is that of ``certificate``."""
+
+    def public(item):
+        return item.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    return public(key) == public(certificate)
+
+
+def load(directory, now=None):
+    """The `NodeTls` of ``directory`` (``ca.pem``, ``node.pem``, ``node.key``).
+
+    Raises `TlsError` naming the file at fault. ``now`` (an aware
+    datetime) is for tests.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if not os.path.isdir(directory):
+        raise TlsError(
+            f"{directory}: not a directory (it should hold {CA_FILE}, {CERT_FILE} and "
+            f"{KEY_FILE}, made with oxcert node)"
+        )
+    ca_path, cert_path, key_path = (
+        os.path.join(directory, name) for name in (CA_FILE, CERT_FILE, KEY_FILE)
+    )
+    authorities = read_certificates(ca_path)
+    chain = read_certificates(cert_path)
+    key = read_key(key_path)
+    _check_mode(key_path)
+    for authority in authorities:
+        try:
+            constraints = authority.extensions.get_extension_for_class(x509.BasicConstraints)
+            is_ca = constraints.value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise TlsError(f"{ca_path}: {_name(authority)} is not a CA certificate")
+        _check_validity(ca_path, authority, now)
+    certificate = chain[0]
+    _check_validity(cert_path, certificate, now)
+    if not key_matches(key, certificate):
+        raise TlsError(f"{key_path}: not the key of {cert_path} (their public keys differ)")
+    for authority in authorities:
+        try:
+            certificate.verify_directly_issued_by(authority)
+            break
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    else:
+        raise TlsError(
+            f"{cert_path}: not signed by the CA in {ca_path} (it was issued by "
+            f"{certificate.issuer.rfc4514_string()})"
+        )
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usages = None
+    if usages is not None:
+        for usage, name in (
+            (ExtendedKeyUsageOID.SERVER_AUTH, "serverAuth"),
+            (ExtendedKeyUsageOID.CLIENT_AUTH, "clientAuth"),
+        ):
+            if usage not in usages:
+                raise TlsError(
+                    f"{cert_path}: its extended key usage lacks {name} (a node is both "
+                    "a TLS server and a TLS client)"
+                )
+    try:
+        return NodeTls(directory, authorities, chain, key)
+    except (TypeError, ValueError, SSL.Error) as e:
+        raise TlsError(f"{directory}: OpenSSL cannot use these files ({e})") from None
+
+
+def peer_name(transport):
+    """``(common name, TLS version)`` of the peer on a TLS ``transport``."""
+    handle = transport.getHandle()
+    certificate = handle.get_peer_certificate(as_cryptography=True)
+    name = "(no certificate)" if certificate is None else _name(certificate)
+    return name, handle.get_protocol_version_name()
+
+
+def failure_text(failure):
+    """A one-line description of ``failure`` when TLS caused it, else None."""
+    error = failure.value
+    if isinstance(error, TlsError):
+        return str(error)
+    if isinstance(error, SSL.SysCallError):
+        return f"TLS: {error.args[-1]}"
+    if isinstance(error, SSL.Error):
+        queue = error.args[0] if error.args else None
+        if isinstance(queue, list) and queue:
+            reasons = []
+            for entry in queue:
+                reason = entry[-1] if isinstance(entry, tuple) else str(entry)
+                if reason not in reasons:
+                    reasons.append(reason)
+            return "TLS: " + "; ".join(reasons)
+        return f"TLS: {error}"
+    return None
+
+
+class NodeTls:
+    """What `load` found: this node's certificate and the CA, as Twisted TLS options.
+
+    ``name`` is the node certificate's common name, ``ca_name`` the CA's,
+    ``not_after`` when the node certificate expires (an aware datetime).
+    """
+
+    def __init__(self, directory, authorities, chain, key):
+        self.directory = directory
+        self.ca_path = os.path.join(directory, CA_FILE)
+        self.cert_path = os.path.join(directory, CERT_FILE)
+        certificate = chain[0]
+        self.name = _name(certificate)
+        self.ca_name = ", ".join(_name(authority) for authority in authorities)
+        self.not_after = certificate.not_valid_after_utc
+        ips, names = _addresses(certificate)
+        self.addresses = [str(ip) for ip in ips] + list(names)
+        options = dict(
+            privateKey=crypto.PKey.from_cryptography_key(key),
+            certificate=crypto.X509.from_cryptography(certificate),
+            trustRoot=trustRootFromCertificates(
+                [Certificate(crypto.X509.from_cryptography(a)) for a in authorities]
+            ),
+            raiseMinimumTo=MINIMUM_VERSION,
+        )
+        # With a trustRoot, CertificateOptions requires and verifies the
+        # peer's certificate: on the server side, a client certificate.
+        self._server_options = CertificateOptions(**options)
+        self._client_options = CertificateOptions(**options)
+
+    def server_factory(self, factory, clock):
+        """A TLS factory around ``factory`` for the collection port.
+
+        Like ``factory``, it refuses a connection (``buildProtocol`` returns
+        None) when ``factory`` does, before any TLS.
+        """
+        return _ServerFactory(self._server_options, False, factory, clock=clock)
+
+    def client_creator(self, host):
+        """The TLS client side of a connection to ``host`` (an upstream)."""
+        return _ClientCreator(self._client_options, host)
+
+    def expires_in(self, now=None):
+        """Seconds until the node certificate expires (negative: expired)."""
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        return (self.not_after - now).total_seconds()
+
+    # For the services, which need not import this module.
+    peer_name = staticmethod(peer_name)
+    failure_text = staticmethod(failure_text)
+
+    def describe(self):
+        """One line: this node, its CA and its certificate's expiry."""
+        return (
+            f"node {self.name}, CA {self.ca_name}, certificate valid until "
+            f"{format_time(self.not_after)}"
+        )
+
+
+class _ServerFactory(TLSMemoryBIOFactory):
+    """`TLSMemoryBIOFactory` that lets its wrapped factory refuse a connection."""
+
+    def buildProtocol(self, addr):
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return self.protocol(self, wrapped)
+
+
+def _name_problem(certificate, host):
+    """Why ``certificate`` is not that of ``host``, or None.
+
+    A certificate that names no address is anyone's the CA signed; one that
+    does must name ``host``.
+    """
+    ips, names = _addresses(certificate)
+    if not ips and not names:
+        return None
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    if ip is not None:
+        if ip in ips:
+            return None
+    else:
+        wanted = host.lower().rstrip(".")
+        for pattern in names:
+            pattern = pattern.lower().rstrip(".")
+            if pattern == wanted or (
+                pattern.startswith("*.") and wanted.partition(".")[2] == pattern[2:]
+            ):
+                return None
+    listed = ", ".join([str(ip) for ip in ips] + list(names))
+    return (
+        f"the certificate of {host} ({_name(certificate)}) is for {listed}, not {host}"
+    )
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _ClientCreator:
+    """Client connections to one upstream host: ``node.pem`` presented, the
+    upstream's chain verified against the CA, then its name (see the module
+    docstring)."""
+
+    def __init__(self, options, host):
+        self._options = options
+        self._host = host
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            self._server_name = None
+        except ValueError:
+            self._server_name = host.encode("idna")
+
+    def clientConnectionForTLS(self, tls_protocol):
+        connection = self._options.clientConnectionForTLS(tls_protocol)
+        if self._server_name is not None:
+            connection.set_tlsext_host_name(self._server_name)
+        connection.set_verify(
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+            self._verifier(tls_protocol),
+        )
+        return connection
+
+    def _verifier(self, tls_protocol):
+        host = self._host
+        protocols = [tls_protocol]  # emptied once used: no cycle kept
+
+        def verify(connection, certificate, error, depth, ok):
+            if not ok or depth != 0:
+                return bool(ok)
+            try:
+                problem = _name_problem(certificate.to_cryptography(), host)
+            except Exception:
+                # An exception raised in an OpenSSL callback would be lost.
+                log.failure("while checking the certificate of {host}", host=host)
+                problem = f"cannot read the certificate of {host}"
+            if problem is None:
+                return True
+            if protocols:
+                protocols.pop().failVerification(Failure(PeerNameError(problem)))
+            return False
+
+        return verify
