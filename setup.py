@@ -33,7 +33,7 @@ setup(
     ],
     package_data={"twisted": ["plugins/blueox_plugin.py"]},
     install_requires=[
-        "twisted>=23.10",
+        "twisted[tls]>=23.10",
         "txzmq>=1.0",
         "pyzmq>=25.0",
         "msgpack>=1.0",
@@ -41,6 +41,7 @@ setup(
         "boto3>=1.28",
         "zstandard>=0.22",
         "google-crc32c>=1.5",
+        "prometheus_client>=0.17",
     ],
     extras_require=extras,
     entry_points={
@@ -51,6 +52,7 @@ setup(
             "oxingest = blueox.cli.oxingest:main",
             "oxstore = blueox.cli.oxstore:main",
             "oxstash = blueox.cli.oxstash:main",
+            "oxcert = blueox.cli.oxcert:main",
         ],
     },
 )

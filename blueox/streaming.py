@@ -1,27 +1,47 @@
 """Talk to a running oxd: control requests and the live event stream.
 
 `control_request` sends one msgpack request to oxd's control port and
-returns the reply map, raising `OxdUnavailable` when oxd does not answer in
-time. `subscribe_stream` (re-exported as ``blueox.client.subscribe_stream``,
-as in BlueOx 0.11) asks the control port for the stream port and yields
-live events, optionally filtered by type name: ``'request*'`` is a prefix,
+returns the reply map. It speaks ZeroMQ's REQ side itself (ZMTP 3 over a
+plain blocking TCP socket, through the sans-I/O `blueox.zmtp.Connection`),
+so that each way of failing is known at once and told apart, each an
+`OxdUnavailable` with a one-line message:
+
+* `HostNotFound`: the host name does not resolve;
+* `NothingListening`: the connection is refused (no wait at all);
+* `OxdTimeout`: no answer within the timeout (5 s by default);
+* `NotControlPort`: something answered that is not a control port, most
+  often oxd's own collection port (`CollectionPort`), which refuses a REQ
+  peer with a ZMTP ERROR command.
+
+`subscribe_stream` (re-exported as ``blueox.client.subscribe_stream``, as in
+BlueOx 0.11) asks the control port for the stream port and yields live
+events, optionally filtered by type name: ``'request*'`` is a prefix,
 anything else an exact name.
 
-These are blocking helpers for scripts and command-line tools, built on
-plain pyzmq; they do not use the reactor.
+These are blocking helpers for scripts and command-line tools; they do not
+use the reactor.
 """
 
 import logging
+import queue
+import socket
+import threading
+import time
 
 import msgpack
-import zmq
 
-from blueox import ports, wire
+from blueox import ports, wire, zmtp
 from blueox.errors import Error
 
 __all__ = [
     "OxdUnavailable",
+    "HostNotFound",
+    "NothingListening",
+    "OxdTimeout",
+    "NotControlPort",
+    "CollectionPort",
     "DEFAULT_TIMEOUT",
+    "MAX_REPLY_SIZE",
     "control_request",
     "stream_address",
     "parse_type_filter",
@@ -32,36 +52,190 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
+# A STATUS reply grows with the number of hosts and event types seen.
+MAX_REPLY_SIZE = 64 * 1024 * 1024
+# What oxd's collection port says when a socket type it does not take connects.
+_COLLECTION_PORT_REFUSAL = "socket type not supported"
 
 
 class OxdUnavailable(Error):
-    """oxd did not answer on its control port in time."""
+    """oxd could not be asked: its control port did not answer as it should.
+
+    The message is one line saying why; the subclasses tell the causes apart.
+    """
+
+
+class HostNotFound(OxdUnavailable):
+    """The control host's name does not resolve."""
+
+
+class NothingListening(OxdUnavailable):
+    """Nothing listens on the control address (connection refused)."""
+
+
+class OxdTimeout(OxdUnavailable):
+    """No answer within the timeout."""
+
+
+class NotControlPort(OxdUnavailable):
+    """The address answers, but not as oxd's control port."""
+
+
+class CollectionPort(NotControlPort):
+    """The address is oxd's collection port, not its control port."""
+
+
+def _resolve(host, port, deadline, timeout):
+    """``getaddrinfo`` for a TCP connection to ``(host, port)``, bounded by ``deadline``.
+
+    The lookup runs in a daemon thread, so a resolver that hangs costs at
+    most the timeout.
+    """
+    results = queue.SimpleQueue()
+
+    def lookup():
+        try:
+            results.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as e:
+            results.put(e)
+
+    if ports.is_ipv6(host) or _is_ipv4(host):
+        lookup()  # a literal: no resolver involved
+    else:
+        threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    try:
+        found = results.get(timeout=max(0.0, deadline - time.monotonic()))
+    except queue.Empty:
+        raise HostNotFound(f"cannot resolve host {host!r} within {timeout:g} s") from None
+    if isinstance(found, Exception):
+        raise HostNotFound(f"cannot resolve host {host!r}") from None
+    return found
+
+
+def _is_ipv4(host):
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return host.count(".") == 3
+
+
+def _connect(host, port, address, deadline, timeout):
+    """A TCP connection to the first address of ``host`` that accepts one."""
+    refused = False
+    failure = None
+    for family, kind, proto, _, sockaddr in _resolve(host, port, deadline, timeout):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(remaining)
+        try:
+            sock.connect(sockaddr)
+        except ConnectionRefusedError:
+            sock.close()
+            refused = True
+            continue
+        except TimeoutError:
+            sock.close()
+            break
+        except OSError as e:
+            sock.close()
+            failure = e
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    else:
+        if failure is not None:
+            reason = failure.strerror or str(failure)
+            raise OxdUnavailable(f"cannot connect to {address}: {reason}")
+        if refused:
+            raise NothingListening(
+                f"nothing listens on {address} (connection refused); is oxd running?"
+            )
+    raise OxdTimeout(f"oxd at {address} did not answer within {timeout:g} s")
+
+
+def _refusal(address, error, connection):
+    """The `OxdUnavailable` for a handshake that failed with ``error``."""
+    if isinstance(error, zmtp.PeerError):
+        if error.args and str(error).endswith(_COLLECTION_PORT_REFUSAL):
+            return CollectionPort(
+                f"{address} is oxd's collection port, not its control port "
+                f"({ports.DEFAULT_CONTROL_PORT} by default)"
+            )
+        return NotControlPort(f"{address} is not oxd's control port: it said {error}")
+    if isinstance(error, zmtp.BadSocketType):
+        kind = (connection.peer_type or b"").decode("ascii", "replace")[:20] or "nameless"
+        return NotControlPort(f"{address} is a ZeroMQ {kind} socket, not oxd's control port")
+    return NotControlPort(f"{address} does not speak ZeroMQ as oxd's control port does ({error})")
+
+
+def _exchange(sock, address, request, deadline, timeout):
+    """Send ``request`` as a REQ peer on the connected ``sock``; return the reply payload."""
+    connection = zmtp.Connection(
+        sock.sendall,
+        peer_types=(b"ROUTER", b"REP"),
+        max_message_size=MAX_REPLY_SIZE,
+        socket_type=b"REQ",
+    )
+    sent = False
+    try:
+        connection.start()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+            data = sock.recv(256 * 1024)
+            if not data:
+                raise OxdUnavailable(f"{address} closed the connection without answering")
+            try:
+                messages = connection.feed(data)
+            except zmtp.ProtocolError as e:
+                raise _refusal(address, e, connection) from None
+            if connection.error is not None:
+                raise OxdUnavailable(f"oxd at {address} sent a malformed reply ({connection.error})")
+            for frames in messages:
+                # REQ: an empty delimiter, then the reply.
+                if len(frames) != 2 or frames[0] != b"":
+                    raise OxdUnavailable(f"oxd at {address} sent a malformed reply")
+                return frames[1]
+            if connection.ready and not sent:
+                connection.send_message([b"", request])
+                sent = True
+    except TimeoutError:
+        raise OxdTimeout(f"oxd at {address} did not answer within {timeout:g} s") from None
+    except (ConnectionResetError, BrokenPipeError):
+        raise OxdUnavailable(f"{address} closed the connection without answering") from None
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise OxdUnavailable(f"the connection to {address} failed: {reason}") from None
 
 
 def control_request(control_host, cmd, timeout=DEFAULT_TIMEOUT, context=None, **fields):
-    """Send ``{'cmd': cmd, **fields}`` to oxd at ``control_host`` and return the reply.
+    """Send ``{'cmd': cmd, **fields}`` to oxd at ``control_host`` and return the reply map.
 
-    ``control_host`` is ``"name"`` or ``"name:port"`` (see
-    `blueox.ports.default_control_host`).
+    ``control_host`` is any address `blueox.ports.parse_address` reads
+    (``name``, ``name:port``, ``[v6]:port``, ``tcp://...``); the port
+    defaults to 3513, the host to ``$BLUEOX_CLIENT_HOST`` or 127.0.0.1. A bad
+    address raises `ValueError`; a control port that cannot be asked raises
+    an `OxdUnavailable` saying why. The whole exchange takes at most
+    ``timeout`` seconds. ``context`` is accepted for compatibility and unused.
     """
     address = ports.default_control_host(control_host)
-    own_context = context is None
-    context = zmq.Context() if own_context else context
-    socket = context.socket(zmq.REQ)
+    host, port = ports.split_host(address, ports.DEFAULT_CONTROL_PORT)
+    request = msgpack.packb(dict(fields, cmd=cmd), use_bin_type=True)
+    deadline = time.monotonic() + timeout
+    sock = _connect(host, port, address, deadline, timeout)
     try:
-        socket.setsockopt(zmq.LINGER, 0)
-        try:
-            socket.connect(f"tcp://{address}")
-        except zmq.ZMQError as e:
-            raise OxdUnavailable(f"cannot connect to oxd at {address}: {e}") from None
-        socket.send(msgpack.packb(dict(fields, cmd=cmd)))
-        if not socket.poll(int(timeout * 1000), zmq.POLLIN):
-            raise OxdUnavailable(f"oxd at {address} did not answer within {timeout:g} s")
-        reply = msgpack.unpackb(socket.recv(), raw=False, strict_map_key=False)
+        payload = _exchange(sock, address, request, deadline, timeout)
     finally:
-        socket.close(linger=0)
-        if own_context:
-            context.term()
+        sock.close()
+    try:
+        reply = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception:
+        reply = None
     if not isinstance(reply, dict):
         raise OxdUnavailable(f"oxd at {address} sent a malformed reply")
     return reply
@@ -70,11 +244,12 @@ def control_request(control_host, cmd, timeout=DEFAULT_TIMEOUT, context=None, **
 def stream_address(control_host, timeout=DEFAULT_TIMEOUT, context=None):
     """``"host:port"`` of the stream (PUB) socket of oxd at ``control_host``."""
     address = ports.default_control_host(control_host)
-    reply = control_request(address, "SOCK_STREAM", timeout=timeout, context=context)
-    if "port" not in reply:
-        raise OxdUnavailable(f"oxd at {address} did not give a stream port: {reply!r}")
+    reply = control_request(address, "SOCK_STREAM", timeout=timeout)
+    port = reply.get("port")
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise OxdUnavailable(f"oxd at {address} did not give a stream port")
     host, _ = ports.split_host(address, ports.DEFAULT_CONTROL_PORT)
-    return f"{host}:{reply['port']}"
+    return ports.format_address(host, port)
 
 
 def parse_type_filter(type_filter):
@@ -106,33 +281,36 @@ def subscribe_stream(
     While the stream is idle for ``idle_check`` seconds the control port is
     asked again for the stream port (oxd may have restarted elsewhere). When
     oxd does not answer, the stream ends, as in BlueOx 0.11; with
-    ``raise_errors`` it raises `OxdUnavailable` instead.
+    ``raise_errors`` it raises the `OxdUnavailable` saying why instead.
     """
+    import zmq
+
     prefix, exact = parse_type_filter(type_filter)
     topic = prefix.encode("utf-8")
     context = zmq.Context()
-    socket = None
+    subscriber = None
     try:
         current = None
         while True:
             try:
-                address = stream_address(control_host, timeout=timeout, context=context)
-            except OxdUnavailable:
+                address = stream_address(control_host, timeout=timeout)
+            except OxdUnavailable as e:
                 if raise_errors:
                     raise
-                log.warning("oxd at %s did not answer; ending the stream", control_host)
+                log.warning("ending the stream: %s", e)
                 return
             if address != current:
-                if socket is not None:
-                    socket.close(linger=0)
-                socket = context.socket(zmq.SUB)
-                socket.setsockopt(zmq.LINGER, 0)
-                socket.setsockopt(zmq.SUBSCRIBE, topic)
-                socket.connect(f"tcp://{address}")
+                if subscriber is not None:
+                    subscriber.close(linger=0)
+                subscriber = context.socket(zmq.SUB)
+                subscriber.setsockopt(zmq.LINGER, 0)
+                subscriber.setsockopt(zmq.IPV6, 1)
+                subscriber.setsockopt(zmq.SUBSCRIBE, topic)
+                subscriber.connect(f"tcp://{address}")
                 current = address
                 log.info("streaming from %s", address)
-            while socket.poll(int(idle_check * 1000), zmq.POLLIN):
-                frames = socket.recv_multipart()
+            while subscriber.poll(int(idle_check * 1000), zmq.POLLIN):
+                frames = subscriber.recv_multipart()
                 if len(frames) != 2:
                     continue
                 if exact and frames[0] != topic:
@@ -144,6 +322,6 @@ def subscribe_stream(
                     continue
                 yield event
     finally:
-        if socket is not None:
-            socket.close(linger=0)
+        if subscriber is not None:
+            subscriber.close(linger=0)
         context.term()

@@ -22,7 +22,7 @@ import time
 import msgpack
 import zmq
 
-from blueox import wire
+from blueox import ports, wire
 from blueox.streaming import OxdUnavailable, control_request
 
 __all__ = [
@@ -84,6 +84,7 @@ def send_events(collect_host, events, timeout=10.0):
     push = context.socket(zmq.PUSH)
     try:
         push.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+        push.setsockopt(zmq.IPV6, 1)
         push.connect(f"tcp://{collect_host}")
         for event in events:
             frames = wire.encode_event(event) if isinstance(event, dict) else event
@@ -160,7 +161,8 @@ class OxdProcess:
 
     ``args`` are extra oxd options (``--log-path=...``); ``command`` replaces
     the default ``twistd -n --pidfile= blueox`` (for example with ``oxd``).
-    Its output goes to ``output_path``.
+    Its output goes to ``output_path``. ``host`` is the loopback address
+    both ports bind (``"::1"`` for IPv6).
     """
 
     def __init__(
@@ -172,8 +174,10 @@ class OxdProcess:
         output_path=None,
         collect_port=None,
         control_port=None,
+        host="127.0.0.1",
     ):
         self.args = list(args)
+        self.host = host
         self.command = command or twistd_command() + ["-n", "--pidfile=", "blueox"]
         self.env = env
         self.cwd = cwd
@@ -187,11 +191,11 @@ class OxdProcess:
 
     @property
     def collect_host(self):
-        return f"127.0.0.1:{self.collect_port}"
+        return ports.format_address(self.host, self.collect_port)
 
     @property
     def control_host(self):
-        return f"127.0.0.1:{self.control_port}"
+        return ports.format_address(self.host, self.control_port)
 
     def start(self, timeout=30.0, attempts=3):
         """Start oxd and wait until it answers STATUS; retry on a port clash.
@@ -221,7 +225,7 @@ class OxdProcess:
                     control_request(self.control_host, "STATUS", timeout=0.5)
                     return self
                 except OxdUnavailable:
-                    pass
+                    time.sleep(0.05)  # a refused connection fails at once
             if self.process.poll() is None:
                 self.kill()
                 break

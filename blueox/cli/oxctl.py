@@ -1,31 +1,59 @@
-"""``oxctl``: show the status of a running oxd.
+"""``oxctl``: show the status of a running oxd, stop it, or re-point its forwarder.
 
-Human-readable by default (the daemon, its last event and lag, counters,
-then one line per host and per event type), or the raw STATUS map as JSON
-with ``--raw``. Exits 1 with a one-line message when oxd does not answer.
+Commands (``status`` when none is given):
+
+* ``oxctl [status]`` — human-readable: the daemon, its ports, log path and
+  open files, its last event and lag, counters, its forward targets (mode,
+  connected or not, how long down) and spool against its bounds, then one
+  line per host and per event type. ``--watch N`` refreshes it every N
+  seconds until Ctrl-C (clearing the screen on a terminal; an error is
+  shown in place of the view and the watch goes on).
+* ``oxctl --raw`` — the STATUS map as JSON: indented when stdout is a
+  terminal, one line otherwise (or always one line with ``--compact``);
+  the list of recent reactor stalls only with ``--stalls``.
+* ``oxctl shutdown [--wait]`` — a graceful stop (``SHUTDOWN``); with
+  ``--wait``, until the control port stops answering.
+* ``oxctl forward HOST:PORT[,HOST:PORT...]`` — re-point the forwarder.
+
+``shutdown`` and ``forward`` send the control secret when oxd requires one:
+from ``--secret-file FILE`` (one trailing newline is not part of it) or
+``$BLUEOX_CONTROL_SECRET``; trailing line ends are not part of it, as for
+oxd's ``--control-secret-file``.
+
+Exit status: 0 done, 1 with a one-line message when oxd cannot be asked
+(the host does not resolve, nothing listens, no answer in time, the address
+is not a control port) or answers with an error, 2 for a usage error.
 """
 
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 
 from blueox import ports
-from blueox.streaming import DEFAULT_TIMEOUT, OxdUnavailable, control_request
+from blueox.streaming import DEFAULT_TIMEOUT, NothingListening, OxdUnavailable, control_request
+from blueox.cli import add_version
 
-__all__ = ["main", "format_status"]
+__all__ = ["main", "format_status", "raw_status", "read_secret", "ENV_VAR_SECRET"]
+
+ENV_VAR_SECRET = "BLUEOX_CONTROL_SECRET"
+COMMANDS = ("status", "shutdown", "forward")
+WAIT_TIMEOUT = 60.0
+# Home the cursor and clear the screen (for --watch on a terminal).
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
 def _when(timestamp, now):
-    if timestamp is None:
+    if not isinstance(timestamp, (int, float)):
         return "never"
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({_age(now - timestamp)} ago)"
 
 
 def _age(seconds):
-    seconds = max(0.0, seconds)
+    seconds = max(0.0, seconds or 0.0)
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 7200:
@@ -33,11 +61,30 @@ def _age(seconds):
     return f"{seconds / 3600:.1f} h"
 
 
+def _size(count):
+    """``count`` bytes for people: ``512 B``, ``3.4 KiB``, ``64.0 MiB``."""
+    count = count or 0
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return None  # not reached
+
+
+def _text(value, missing="?"):
+    """``value`` as text, ``missing`` for None (never a Python repr of None)."""
+    if value is None:
+        return missing
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
 def _reasons(counts):
-    if not counts:
+    if not counts or not isinstance(counts, dict):
         return "0"
     total = sum(counts.values())
-    detail = ", ".join(f"{reason}={n}" for reason, n in sorted(counts.items()))
+    detail = ", ".join(f"{_text(reason)}={n}" for reason, n in sorted(counts.items(), key=str))
     return f"{total} ({detail})"
 
 
@@ -45,43 +92,99 @@ def _table(title, rows, now):
     lines = [f"{title}:"]
     if not rows:
         lines.append("  (none)")
-    width = max((len(str(name)) for name in rows), default=0)
-    for name in sorted(rows, key=str):
+    width = max((len(_text(name)) for name in rows), default=0)
+    for name in sorted(rows, key=_text):
         row = rows[name]
         lines.append(
-            f"  {str(name):<{width}}  {row.get('count', 0):>9} events  "
+            f"  {_text(name):<{width}}  {row.get('count', 0):>9} events  "
             f"last {_when(row.get('last'), now)}"
         )
     return lines
 
 
+def _ports_line(status):
+    found = status.get("ports")
+    if not isinstance(found, dict) or not found:
+        return []
+    names = ("collect", "control", "stream")
+    return [
+        "ports: "
+        + ", ".join(f"{name} {_text(found.get(name), 'none')}" for name in names if name in found)
+    ]
+
+
+def _log_path_line(status):
+    if "log_path" not in status:
+        return []
+    path = status.get("log_path")
+    if path is None:
+        return ["log path: none: not writing files"]
+    files = status.get("open_files", 0)
+    return [f"log path: {_text(path)} ({files} open {'file' if files == 1 else 'files'})"]
+
+
+def _spool_line(forward):
+    events = forward.get("spool_events", 0)
+    max_events = forward.get("spool_max_events")
+    max_bytes = forward.get("spool_max_bytes")
+    oldest = forward.get("oldest_spooled_age")
+    line = f"  spool: {events} events" + ("" if max_events is None else f" of {max_events}")
+    line += f", {_size(forward.get('spool_bytes', 0))}"
+    line += "" if max_bytes is None else f" of {_size(max_bytes)}"
+    line += "" if oldest is None else f", oldest {_age(oldest)} old"
+    recovered = forward.get("spool_recovered")
+    if recovered:
+        line += f"; found at start: {_reasons(recovered)}"
+    return line
+
+
 def _forward_lines(forward, now):
     if not isinstance(forward, dict):
-        return []
-    oldest = forward.get("oldest_spooled_age")
-    lines = [
-        f"forward ({forward.get('mode')}): spool {forward.get('spool_events', 0)} events, "
-        f"{forward.get('spool_bytes', 0)} bytes"
-        + ("" if oldest is None else f", oldest {_age(oldest)} old")
-    ]
-    for upstream in forward.get("upstreams") or []:
-        state = "connected" if upstream.get("connected") else "not connected"
+        return ["forward: none"]
+    upstreams = forward.get("upstreams") or []
+    connected = sum(1 for upstream in upstreams if upstream.get("connected"))
+    down_for = forward.get("down_for")
+    state = f"{connected} of {len(upstreams)} upstreams connected"
+    if down_for is not None:
+        state += f", down for {_age(down_for)}"
+    lines = [f"forward ({_text(forward.get('mode'))}): {state}", _spool_line(forward)]
+    for upstream in upstreams:
+        connection = "connected" if upstream.get("connected") else "not connected"
         how = "batches" if upstream.get("batches") else "version 3"
         lines.append(
-            f"  {upstream.get('address')}: {state} ({how}), {upstream.get('unacked', 0)} "
-            f"unacknowledged, last ack {_when(upstream.get('last_ack'), now)}, "
-            f"{upstream.get('failures', 0)} failures"
+            f"  {_text(upstream.get('address'))}: {connection} ({how}), "
+            f"{upstream.get('unacked', 0)} unacknowledged, last ack "
+            f"{_when(upstream.get('last_ack'), now)}, {upstream.get('failures', 0)} failures"
         )
     return lines
 
 
-def format_status(address, status, now=None):
-    """The human-readable report for a STATUS reply, as a string."""
+def _stall_lines(status, now, stalls):
+    recent = status.get("recent_stalls") or []
+    line = f"longest reactor stall: {(status.get('max_stall') or 0) * 1000:.1f} ms"
+    if recent:
+        line += f" ({len(recent)} recent)"
+    lines = [line]
+    if stalls:
+        for moment, seconds in recent:
+            lines.append(f"  {seconds * 1000:8.1f} ms at {_when(moment, now)}")
+    return lines
+
+
+def format_status(address, status, now=None, stalls=False):
+    """The human-readable report for a STATUS reply, as a string.
+
+    With ``stalls`` each recent reactor stall gets a line too.
+    """
     now = time.time() if now is None else now
     lag = status.get("lag")
     lines = [
-        f"oxd at {address}: host {status.get('host', '?')}, pid {status.get('pid', '?')}, "
-        f"up {_age(status.get('uptime', 0))}",
+        f"oxd at {address}: host {_text(status.get('host'))}, pid {_text(status.get('pid'))}, "
+        f"up {_age(status.get('uptime'))}",
+    ]
+    lines += _ports_line(status)
+    lines += _log_path_line(status)
+    lines += [
         f"last event: {_when(status.get('last'), now)}",
         f"lag: {'n/a' if lag is None else f'{lag:.3f} s'}",
         f"received {status.get('received', 0)}, written {status.get('written', 0)}, "
@@ -92,8 +195,8 @@ def format_status(address, status, now=None):
         f"retimed (filed under the receive time): {_reasons(status.get('retimed'))}",
         f"batches from other oxds: {_reasons(status.get('batches'))}",
         f"unaccounted: {_reasons(status.get('unaccounted'))}",
-        f"longest reactor stall: {status.get('max_stall', 0) * 1000:.1f} ms",
     ]
+    lines += _stall_lines(status, now, stalls)
     lines += _forward_lines(status.get("forward"), now)
     lines += [""]
     lines += _table("hosts", status.get("hosts") or {}, now)
@@ -108,60 +211,265 @@ def _json_default(value):
     return repr(value)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="oxctl", description=__doc__.splitlines()[0])
+def raw_status(status, indent=False, stalls=False):
+    """The STATUS map as JSON text: indented or one line; ``recent_stalls`` only with ``stalls``."""
+    if not stalls:
+        status = {key: value for key, value in status.items() if key != "recent_stalls"}
+    return json.dumps(
+        status, sort_keys=True, default=_json_default, indent=2 if indent else None
+    )
+
+
+def read_secret(path=None, environ=None):
+    """The control secret as bytes: the file at ``path``, else
+    ``$BLUEOX_CONTROL_SECRET``, else None; without trailing line ends (as oxd
+    reads its ``--control-secret-file``, so one file serves both).
+
+    Raises `ValueError` (one line) for a file that cannot be read or an empty secret.
+    """
+    environ = os.environ if environ is None else environ
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                secret = f.read()
+        except OSError as e:
+            raise ValueError(f"--secret-file: cannot read {path}: {e.strerror or e}") from None
+        secret = secret.rstrip(b"\r\n")
+        if not secret:
+            raise ValueError(f"--secret-file: {path} holds an empty secret")
+        return secret
+    secret = environ.get(ENV_VAR_SECRET)
+    if secret is None:
+        return None
+    secret = secret.rstrip("\r\n")
+    if not secret:
+        raise ValueError(f"${ENV_VAR_SECRET} is set but empty")
+    return secret.encode("utf-8")
+
+
+def _positive(value):
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return number
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="oxctl",
+        description="Show the status of a running oxd, stop it, or re-point its forwarder.",
+        epilog="Commands: status (the default); shutdown [--wait]; "
+        "forward HOST:PORT[,HOST:PORT...]. Exit status 1: oxd could not be asked or "
+        "answered with an error; 2: a usage error.",
+    )
     parser.add_argument(
         "-H",
         "--host",
         default=None,
-        help="oxd control address, host[:port] "
-        f"[default: $BLUEOX_CLIENT_HOST or 127.0.0.1:{ports.DEFAULT_CONTROL_PORT}]",
+        help="oxd control address: host, host:port, :port, [v6]:port or tcp://... "
+        f"[default: ${ports.ENV_VAR_CONTROL_HOST} or 127.0.0.1:{ports.DEFAULT_CONTROL_PORT}]",
     )
-    parser.add_argument("--raw", "-r", action="store_true", help="print the STATUS map as JSON")
+    parser.add_argument(
+        "--raw", "-r", action="store_true",
+        help="print the reply as JSON: indented on a terminal, else one line",
+    )
+    parser.add_argument(
+        "--compact", action="store_true", help="with --raw: always one line of JSON"
+    )
+    parser.add_argument(
+        "--stalls", action="store_true",
+        help="include the recent reactor stalls (a list in --raw, a line each otherwise)",
+    )
+    parser.add_argument(
+        "--watch", "-w", type=_positive, default=None, metavar="N",
+        help="show the status again every N seconds until Ctrl-C",
+    )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_positive,
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait for oxd [default: {DEFAULT_TIMEOUT:g}]",
     )
     parser.add_argument(
+        "--secret-file", default=None, metavar="FILE",
+        help="file holding the control secret, sent with shutdown and forward "
+        f"(trailing line ends dropped) [default: ${ENV_VAR_SECRET}]",
+    )
+    parser.add_argument(
+        "--wait", action="store_true",
+        help="with shutdown: wait until oxd's control port stops answering",
+    )
+    parser.add_argument(
+        "--wait-timeout", type=_positive, default=WAIT_TIMEOUT, metavar="SECONDS",
+        help=f"with --wait: give up after this long [default: {WAIT_TIMEOUT:g}]",
+    )
+    add_version(parser)
+    parser.add_argument(
         "command",
         nargs="*",
-        metavar="forward HOST:PORT[,HOST:PORT...]",
-        help="re-point a running oxd's forwarder to these upstreams, without losing "
-        "what it holds",
+        metavar="COMMAND",
+        help="status (the default), shutdown, or forward HOST:PORT[,HOST:PORT...]",
     )
+    return parser
+
+
+def _command(parser, options):
+    """``(name, arguments)`` of the command line's command; usage errors exit 2."""
+    command = options.command or ["status"]
+    name, arguments = command[0], command[1:]
+    if name not in COMMANDS:
+        parser.error(f"unknown command {name!r}: expected one of {', '.join(COMMANDS)}")
+    if name == "forward" and len(arguments) != 1:
+        parser.error("usage: oxctl forward HOST:PORT[,HOST:PORT...]")
+    if name != "forward" and arguments:
+        parser.error(f"{name} takes no arguments")
+    if options.watch is not None and name != "status":
+        parser.error("--watch only goes with status")
+    if options.wait and name != "shutdown":
+        parser.error("--wait only goes with shutdown")
+    return name, arguments
+
+
+def main(argv=None):
+    parser = _parser()
     options = parser.parse_args(argv)
-    address = ports.default_control_host(options.host)
-    if options.command:
-        if options.command[0] != "forward" or len(options.command) != 2:
-            parser.error("the only command is: forward HOST:PORT[,HOST:PORT...]")
-        return _forward(address, options.command[1], options.timeout)
+    name, arguments = _command(parser, options)
     try:
-        status = control_request(address, "STATUS", timeout=options.timeout)
-    except (OxdUnavailable, ValueError) as e:
-        sys.stderr.write(f"oxctl: {e}\n")
-        return 1
+        address = ports.default_control_host(options.host)
+    except ValueError as e:
+        parser.error(f"-H: {e}")
+    secret = None
+    if name != "status":
+        try:
+            secret = read_secret(options.secret_file)
+        except ValueError as e:
+            parser.error(str(e))
+    try:
+        if name == "forward":
+            return _forward(address, arguments[0], options, secret)
+        if name == "shutdown":
+            return _shutdown(address, options, secret)
+        if options.watch is not None:
+            return _watch(address, options)
+        return _status(address, options)
     except KeyboardInterrupt:
         return 130
-    if options.raw:
-        print(json.dumps(status, sort_keys=True, default=_json_default))
-    else:
-        print(format_status(address, status))
-    return 0
 
 
-def _forward(address, targets, timeout):
-    try:
-        reply = control_request(address, "FORWARD", timeout=timeout, forward=targets)
-    except (OxdUnavailable, ValueError) as e:
-        sys.stderr.write(f"oxctl: {e}\n")
-        return 1
+def _fail(message):
+    sys.stderr.write(f"oxctl: {message}\n")
+    return 1
+
+
+def _ask(address, cmd, options, secret=None, **fields):
+    """oxd's reply to ``cmd``; `OxdUnavailable` or `_Refused` (an error reply) if none."""
+    if secret is not None:
+        fields["secret"] = secret
+    reply = control_request(address, cmd, timeout=options.timeout, **fields)
     if "error" in reply:
-        sys.stderr.write(f"oxctl: oxd at {address}: {reply['error']}\n")
-        return 1
-    print(f"oxd at {address} now forwards to {', '.join(reply.get('forward', []))}")
+        message = f"oxd at {address}: {_text(reply['error'])}"
+        if "control secret" in message and secret is None:
+            message += f" (give --secret-file FILE or ${ENV_VAR_SECRET})"
+        raise _Refused(message)
+    return reply
+
+
+class _Refused(Exception):
+    """oxd answered with an error (the message is one line)."""
+
+
+def _print_raw(reply, options):
+    indent = not options.compact and sys.stdout.isatty()
+    print(raw_status(reply, indent=indent, stalls=options.stalls))
+
+
+def _show_status(address, options):
+    status = _ask(address, "STATUS", options)
+    if options.raw:
+        _print_raw(status, options)
+    else:
+        print(format_status(address, status, stalls=options.stalls))
+
+
+def _status(address, options):
+    try:
+        _show_status(address, options)
+    except (OxdUnavailable, _Refused) as e:
+        return _fail(e)
     return 0
+
+
+def _watch(address, options):
+    """Show the status every ``--watch`` seconds until Ctrl-C (which exits 0)."""
+    clear = sys.stdout.isatty()
+    try:
+        while True:
+            if clear:
+                sys.stdout.write(CLEAR_SCREEN)
+            try:
+                _show_status(address, options)
+            except (OxdUnavailable, _Refused) as e:
+                moment = datetime.datetime.now(datetime.timezone.utc)
+                print(f"oxctl: {e} (at {moment:%H:%M:%S} UTC; watching on)")
+            if not clear and not options.raw:
+                print()
+            sys.stdout.flush()
+            time.sleep(options.watch)
+    except KeyboardInterrupt:
+        if clear:
+            sys.stdout.write("\n")
+        return 0
+
+
+def _forward(address, targets, options, secret):
+    try:
+        reply = _ask(address, "FORWARD", options, secret, forward=targets)
+    except (OxdUnavailable, _Refused) as e:
+        return _fail(e)
+    if options.raw:
+        _print_raw(reply, options)
+    else:
+        forward = ", ".join(_text(target) for target in reply.get("forward", []))
+        print(f"oxd at {address} now forwards to {forward}")
+    return 0
+
+
+def _shutdown(address, options, secret):
+    try:
+        reply = _ask(address, "SHUTDOWN", options, secret)
+    except (OxdUnavailable, _Refused) as e:
+        return _fail(e)
+    if options.raw:
+        _print_raw(reply, options)
+    else:
+        print(
+            f"oxd at {address} is shutting down: it stops collecting, writes what it "
+            "holds, and lets its forwarder drain"
+        )
+    if not options.wait:
+        return 0
+    return _wait_until_stopped(address, options)
+
+
+def _wait_until_stopped(address, options):
+    """Poll the control port until nothing listens there (exit 0), or ``--wait-timeout``."""
+    deadline = time.monotonic() + options.wait_timeout
+    while time.monotonic() < deadline:
+        try:
+            control_request(
+                address, "STATUS", timeout=min(options.timeout, max(0.1, deadline - time.monotonic()))
+            )
+        except NothingListening:
+            if not options.raw:
+                print(f"oxd at {address} has stopped (its control port no longer answers)")
+            return 0
+        except OxdUnavailable:
+            pass  # busy stopping, or going: ask again
+        time.sleep(0.1)
+    return _fail(f"oxd at {address} still answers after {options.wait_timeout:g} s")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import threading
 import blueox
 from blueox import ports
 from blueox.tail import FileFollower
+from blueox.cli import add_version
 
 __all__ = ["main", "build_parser", "parse_file_spec", "type_for_path"]
 
@@ -61,6 +62,7 @@ def build_parser():
         prog="oxingest",
         description="Send lines from stdin or followed files to oxd as events.",
     )
+    add_version(parser)
     parser.add_argument(
         "type_name", nargs="?", metavar="TYPE",
         help="event type for the lines of stdin",

@@ -31,6 +31,7 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from blueox import wire
+from blueox.cli import add_version
 
 __all__ = [
     "main",
@@ -485,6 +486,7 @@ def build_parser():
         prog="oxstash",
         description="Ship BlueOx events to Elasticsearch or OpenSearch.",
     )
+    add_version(parser)
     parser.add_argument(
         "--verbose", "-v", action="count", default=0,
         help="report progress and retries (twice: debug)",

@@ -24,6 +24,7 @@ import sys
 from blueox import store
 from blueox.errors import Error
 from blueox.cli._progress import Progress
+from blueox.cli import add_version
 
 __all__ = ["main", "build_parser"]
 
@@ -101,6 +102,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="oxstore", description="Manage BlueOx log files, locally and in S3."
     )
+    add_version(parser)
     # Also accepted before the command (``oxstore --lock-file=X archive``).
     parser.add_argument(
         "--verbose", "-v", dest="verbose_before", action="count", default=0,

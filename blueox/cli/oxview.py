@@ -2,6 +2,8 @@
 
 Sources: ``FILE`` arguments (``-`` is stdin), else stdin when it is not a
 terminal, else the live stream of the oxd at ``-H`` (found through its
+control port; when it cannot be asked, one line says why: the host does
+not resolve, nothing listens, no answer in time, or the address is not a
 control port). ``--type-name/-n`` keeps one type, or with a trailing ``*``
 every type with that prefix. Output is one JSON object a line, or with
 ``--pretty`` a ``=== type (id@host:pid)  (duration)`` line and the body as
@@ -17,6 +19,7 @@ import sys
 
 from blueox import ports
 from blueox.streaming import DEFAULT_TIMEOUT, OxdUnavailable, subscribe_stream, type_matches
+from blueox.cli import add_version
 
 __all__ = ["main", "jsonable", "pretty_header"]
 
@@ -121,7 +124,8 @@ def _parser():
         "-H",
         "--host",
         default=None,
-        help="stream live from the oxd with this control address, host[:port] "
+        help="stream live from the oxd with this control address: host, host:port, "
+        ":port, [v6]:port or tcp://... "
         f"[default: $BLUEOX_CLIENT_HOST or 127.0.0.1:{ports.DEFAULT_CONTROL_PORT}]",
     )
     parser.add_argument(
@@ -135,6 +139,7 @@ def _parser():
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait for oxd's control port [default: {DEFAULT_TIMEOUT:g}]",
     )
+    add_version(parser)
     return parser
 
 
@@ -146,7 +151,8 @@ def main(argv=None):
 
 
 def _main(argv):
-    options = _parser().parse_args(argv)
+    parser = _parser()
+    options = parser.parse_args(argv)
     stdin = sys.stdin.buffer if sys.stdin is not None else None
     if options.files:
         source = _file_events(options.files, stdin)
@@ -155,9 +161,13 @@ def _main(argv):
         source = _file_events(["-"], stdin)
         options.live = False
     else:
+        try:
+            control_host = ports.default_control_host(options.host)
+        except ValueError as e:
+            parser.error(f"-H: {e}")
         # The stream filters by prefix itself; exact names are checked again below.
         source = subscribe_stream(
-            ports.default_control_host(options.host),
+            control_host,
             options.type_name,
             timeout=options.timeout,
             raise_errors=True,

@@ -10,18 +10,40 @@ request, well-formed or not, so no routing state is left behind:
 * ``{'cmd': 'FORWARD', 'forward': 'a:3514,b:3514'}`` -> re-point the forwarder
   (``{'ok': True, 'forward': [...]}``; an error without ``--forward``);
 * anything else -> ``{'error': <what was wrong>}``.
+
+With a control secret (``secret=``, from ``--control-secret-file``) the
+state-changing commands, ``SHUTDOWN`` and ``FORWARD``, run only when the
+request carries it as ``'secret'``; otherwise they are answered
+``{'error': '<cmd> needs the control secret'}``, counted as the rejection
+``control_secret`` and warned of (at most once a minute). ``STATUS`` and the
+``SOCK_*`` commands stay open.
 """
+
+import hmac
 
 import msgpack
 import zmq
 from twisted.application.service import Service
 from twisted.logger import Logger
 
+from blueox.oxd.ratelimit import Throttle
 from blueox.oxd.zmqio import ZmqSocket, open_socket
 
-__all__ = ["ControlService", "handle_request"]
+__all__ = ["ControlService", "handle_request", "NEEDS_SECRET"]
 
 MAX_REQUEST_SIZE = 64 * 1024
+# The commands that change oxd's state, which a control secret guards.
+NEEDS_SECRET = ("SHUTDOWN", "FORWARD")
+
+
+class _SecretRequired(Exception):
+    """A guarded command came without the control secret (its message is the reply)."""
+
+
+def _as_bytes(value):
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return value if isinstance(value, bytes) else None
 
 
 def _command(payload):
@@ -60,7 +82,10 @@ class ControlService(Service):
     """Answer control requests on ``address``.
 
     ``status`` returns the STATUS map, ``stream_port`` and ``collect_port``
-    return ports, and ``shutdown`` starts a graceful stop.
+    return ports, ``shutdown`` starts a graceful stop and ``forward`` (the
+    FORWARD handler, None when oxd does not forward) re-points the
+    forwarder. ``secret`` (bytes or str, None: none), when given, guards the
+    commands in `NEEDS_SECRET`.
     """
 
     log = Logger()
@@ -76,21 +101,41 @@ class ControlService(Service):
         collect_port,
         shutdown,
         forward=None,
+        secret=None,
     ):
+        if secret is not None and not _as_bytes(secret):
+            raise ValueError("the control secret must be non-empty bytes or text")
         self.address = address
+        self._secret = None if secret is None else _as_bytes(secret)
+        self._warnings = Throttle(reactor, self.log)
         self._context = context
         self._reactor = reactor
         self._stats = stats
         self._socket = None
         self._shutting_down = False
         self._shutdown = shutdown
-        self._commands = {
+        commands = {
             "STATUS": lambda request: status(),
             "SOCK_STREAM": lambda request: {"port": stream_port()},
             "SOCK_COLLECT": lambda request: {"port": collect_port()},
             "SHUTDOWN": lambda request: self._request_shutdown(),
             "FORWARD": forward or (lambda request: {"error": "this oxd does not forward"}),
         }
+        if self._secret is not None:
+            for name in NEEDS_SECRET:
+                commands[name] = self._guarded(name, commands[name])
+        self._commands = commands
+
+    def _guarded(self, name, handler):
+        """``handler``, run only for a request that carries the control secret."""
+
+        def guarded(request):
+            given = _as_bytes(request.get("secret", request.get(b"secret")))
+            if given is None or not hmac.compare_digest(given, self._secret):
+                raise _SecretRequired(f"{name} needs the control secret")
+            return handler(request)
+
+        return guarded
 
     def startService(self):
         options = {
@@ -120,11 +165,22 @@ class ControlService(Service):
             envelope, payload = frames[:1], frames[1:]
         try:
             reply = handle_request(payload, self._commands)
+        except _SecretRequired as e:
+            reply = {"error": str(e)}
+            self._stats.reject("control_secret")
+            self._warnings.warn(
+                "control_secret",
+                "refused {since} control commands without the control secret "
+                "(the last: {error})",
+                error=str(e),
+            )
         except Exception as e:
             self.log.failure("control request failed")
             reply = {"error": f"internal error: {e}"}
-        if "error" in reply:
             self._stats.reject("control_request")
+        else:
+            if "error" in reply:
+                self._stats.reject("control_request")
         try:
             self._socket.socket.send_multipart(
                 envelope + [msgpack.packb(reply, use_bin_type=True)], zmq.NOBLOCK

@@ -16,6 +16,7 @@ import zmq
 from twisted.application.service import Service
 from twisted.logger import Logger
 
+from blueox import ports
 from blueox.oxd.zmqio import ZmqSocket, open_socket
 
 __all__ = ["PublisherService"]
@@ -46,10 +47,15 @@ class PublisherService(Service):
             self._context,
             zmq.XPUB,
             options,
-            lambda s: s.bind_to_random_port(f"tcp://{self.host}", low, high + 1, max_tries=200),
+            lambda s: s.bind_to_random_port(
+                f"tcp://[{self.host}]" if ports.is_ipv6(self.host) else f"tcp://{self.host}",
+                low,
+                high + 1,
+                max_tries=200,
+            ),
         )
         self._socket = ZmqSocket(self._reactor, socket, on_message=self._subscription)
-        self.log.info("streaming on {host}:{port}", host=self.host, port=self.port)
+        self.log.info("streaming on {address}", address=ports.format_address(self.host, self.port))
         super().startService()
 
     def stopService(self):

@@ -468,7 +468,7 @@ class OxdOptions(usage.Options):
     def reload(self):
         """A fresh `OxdConfig` from the same command line and the config file as it
         is now; raises `usage.UsageError` if it is no longer valid."""
-        options = type(self)()
+        options = OxdOptions()  # not Options: a bad file must raise, not exit
         options.parseOptions([a for a in self._argv if a != "--check-config"])
         return options.to_config()
 
@@ -631,4 +631,9 @@ def makeService(options):
 
     from blueox.oxd.service import OxdService
 
-    return OxdService(options.to_config(), reactor=reactor, exit_on_failed_start=True)
+    return OxdService(
+        options.to_config(),
+        reactor=reactor,
+        exit_on_failed_start=True,
+        reload_config=options.reload,
+    )

@@ -32,12 +32,13 @@ _RCVMORE = int(zmq.RCVMORE)
 def open_socket(context, socket_type, options, attach):
     """A new socket with ``options`` set, then ``attach(socket)`` (bind or connect).
 
+    IPv6 is enabled (``tcp://[::1]:3513`` works; IPv4 addresses still do).
     Returns ``(socket, what attach returned)``; the socket is closed again
     if an option or ``attach`` fails.
     """
     socket = context.socket(socket_type)
     try:
-        for option, value in options.items():
+        for option, value in {zmq.IPV6: 1, **options}.items():
             socket.setsockopt(option, value)
         attached = attach(socket)
     except zmq.ZMQError:

@@ -10,6 +10,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
+import blueox
 from blueox.cli import oxingest
 from blueox.testing import OxdProcess, log_files, read_events, wait_for
 from tests.cli._run import run_tool, tool_command
@@ -159,3 +160,11 @@ class OxingestTests(SynchronousTestCase):
                 self.assertTrue(data, f"oxingest exited; stderr: {seen!r}")
                 seen += data
         return seen
+
+
+class OxingestVersionTests(SynchronousTestCase):
+    def test_version(self):
+        """--version prints the tool and BlueOx's version and exits 0."""
+        result = run_tool("oxingest", "--version")
+        self.assertEqual(result.returncode, 0)
+        self.assertEqual(result.stdout.decode(), f"oxingest (BlueOx) {blueox.__version__}\n")

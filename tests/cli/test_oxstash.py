@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from treq.testing import StubTreq
 
+import blueox
 from blueox import testing, wire
 from blueox.cli import oxstash
 from tests.cli._bulkserver import BulkHTTPServer, BulkResource, FakeBulkIndex
@@ -448,3 +449,11 @@ class LiveStreamTests(SynchronousTestCase):
         self.assertEqual((process.returncode, out), (0, b""), err)
         self.assertEqual(sorted(s["body"]["seq"] for s in shipped()), [0, 1, 2, 3, 4])
         self.assertFalse([s for s in documents.values() if s["type"] == "other"])
+
+
+class OxstashVersionTests(SynchronousTestCase):
+    def test_version(self):
+        """--version prints the tool and BlueOx's version and exits 0."""
+        result = run_tool("oxstash", "--version")
+        self.assertEqual(result.returncode, 0)
+        self.assertEqual(result.stdout.decode(), f"oxstash (BlueOx) {blueox.__version__}\n")

@@ -12,6 +12,7 @@ import subprocess
 import msgpack
 from twisted.trial.unittest import SynchronousTestCase
 
+import blueox
 from blueox import wire
 from blueox.cli import oxstore
 from tests import _s3server
@@ -383,3 +384,11 @@ class DateSpanTests(SynchronousTestCase):
             (DT(2014, 3, 5), DT(2014, 3, 5, 23, 59, 59, 999999)),
         )
         self.assertRaises(oxstore.CommandError, oxstore.date_span, "20140302", "20140301")
+
+
+class OxstoreVersionTests(SynchronousTestCase):
+    def test_version(self):
+        """--version prints the tool and BlueOx's version and exits 0."""
+        result = run_tool("oxstore", "--version")
+        self.assertEqual(result.returncode, 0)
+        self.assertEqual(result.stdout.decode(), f"oxstore (BlueOx) {blueox.__version__}\n")

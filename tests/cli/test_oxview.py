@@ -1,16 +1,17 @@
 """Tests for blueox.cli.oxview, run as a user runs it: subprocesses, files, pipes and a real oxd."""
 
 import json
-import os
 import signal
 import subprocess
 import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
+import blueox
 from blueox import wire
 from blueox.testing import OxdProcess, free_port, make_event, send_events, wait_for
 from tests.cli._run import run_tool, tool_command
+from tests.test_streaming import unanswering_port
 
 
 def json_lines(output):
@@ -147,9 +148,58 @@ class OxviewLiveTests(SynchronousTestCase):
         process.wait(30)
         self.assertNotIn(b"Traceback", process.stderr.read())
 
+    def test_live_ipv6(self):
+        """oxview -H [::1]:PORT streams from an oxd whose ports are on IPv6."""
+        oxd = OxdProcess(output_path=self.mktemp(), host="::1")
+        self.addCleanup(oxd.kill)
+        oxd.start()
+        process = self.watch(oxd, "-n", "request")
+        self.send_mix(oxd)
+        self.assertEqual(self.read_types(process, 2), ["request", "request"])
+
+    def assertOneLineError(self, result, message):
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(result.stdout, b"")
+        self.assertEqual(result.stderr.decode(), f"oxview: {message}\n")
+
     def test_no_oxd(self):
-        """Without an oxd answering, oxview -H exits 1 with a one-line message after its timeout."""
-        result = run_tool("oxview", "-H", f"127.0.0.1:{free_port()}", "--timeout", "0.5")
-        self.assertEqual(result.returncode, 1)
-        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
-        self.assertIn(b"did not answer", result.stderr)
+        """With nothing listening, oxview -H says so in one line at once and exits 1."""
+        port = free_port()  # bound a moment ago, closed now
+        result = run_tool("oxview", "-H", f"127.0.0.1:{port}", "--timeout", "30", timeout=20)
+        self.assertOneLineError(
+            result, f"nothing listens on 127.0.0.1:{port} (connection refused); is oxd running?"
+        )
+
+    def test_unknown_host(self):
+        """A control host that does not resolve is named in one line."""
+        result = run_tool("oxview", "-H", "nosuchhost.invalid")
+        self.assertOneLineError(result, "cannot resolve host 'nosuchhost.invalid'")
+
+    def test_no_answer(self):
+        """A control port that never answers gives up after --timeout, in one line."""
+        port = unanswering_port(self)
+        result = run_tool("oxview", "-H", f"127.0.0.1:{port}", "--timeout", "0.5")
+        self.assertOneLineError(result, f"oxd at 127.0.0.1:{port} did not answer within 0.5 s")
+
+    def test_collection_port(self):
+        """oxd's collection port given to -H (with or without tcp://) is named as such."""
+        oxd = self.start_oxd()
+        result = run_tool("oxview", "-H", f"tcp://{oxd.collect_host}")
+        self.assertOneLineError(
+            result,
+            f"{oxd.collect_host} is oxd's collection port, not its control port (3513 by default)",
+        )
+
+    def test_bad_address(self):
+        """An -H that cannot be read is a usage error (exit 2)."""
+        result = run_tool("oxview", "-H", "127.0.0.1:notaport")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(b"oxview: error: -H: ", result.stderr)
+
+
+class OxviewVersionTests(SynchronousTestCase):
+    def test_version(self):
+        """--version prints the tool and BlueOx's version and exits 0."""
+        result = run_tool("oxview", "--version")
+        self.assertEqual(result.returncode, 0)
+        self.assertEqual(result.stdout.decode(), f"oxview (BlueOx) {blueox.__version__}\n")
