@@ -118,6 +118,8 @@ class ZmtpClientProtocol(Protocol):
 class ZmtpClientFactory(ClientFactory):
     """Builds a `ZmtpClientProtocol` for ``owner`` as ``socket_type``."""
 
+    noisy = False  # the owner logs connections in words, not "Starting factory <...>"
+
     def __init__(self, owner, socket_type, peer_types):
         self._owner = owner
         self._socket_type = socket_type
@@ -167,6 +169,7 @@ class Reconnector:
             factory = self._factory()
             if self._tls is not None:
                 factory = self._tls_factory(self._tls, True, factory, clock=self._reactor)
+                factory.noisy = False
             self.connector = self._reactor.connectTCP(
                 self._host, self._port, factory, timeout=self._timeout
             )

@@ -257,6 +257,8 @@ class CollectorProtocol(Protocol):
 class CollectorFactory(Factory):
     """Builds a `CollectorProtocol` per connection, up to ``max_connections``."""
 
+    noisy = False  # the service logs "collecting on ..." itself
+
     def __init__(self, collector, max_connections):
         self._collector = collector
         self._max_connections = max_connections
@@ -286,6 +288,8 @@ def _is_loopback(addr):
 class _TlsOrPlainFactory(Factory):
     """The collection port with TLS and ``plain_loopback``: TLS from every peer
     but those on this host, which may choose (see `_TlsOrPlain`)."""
+
+    noisy = False
 
     def __init__(self, collector, tls_factory):
         self._collector = collector

@@ -47,12 +47,23 @@ from blueox.oxd.stats import StallProbe, Stats
 from blueox.oxd.systemd import Notifier
 from blueox.oxd.writer import WriterService
 
-__all__ = ["OxdService", "counts"]
+__all__ = ["OxdService", "counts", "exposure_warning"]
 
 # Seconds after start before a forwarder that reached no upstream is warned of.
 UPSTREAM_GRACE = 5.0
 # Seconds between STATUS= lines to systemd.
 NOTIFY_STATUS_INTERVAL = 5.0
+
+
+def exposure_warning(config):
+    """The warning for a collection port open to other hosts without TLS, or None."""
+    if config.tls is not None or config.collect.host not in ("*", "0.0.0.0", "::"):
+        return None
+    return (
+        f"collecting on every interface (--collect={config.collect}) without --tls: "
+        f"anyone who reaches port {config.collect.port} can write events; use --tls "
+        "or a firewall"
+    )
 
 
 def counts(counter):
@@ -238,13 +249,9 @@ class OxdService(MultiService):
             else f"forward to {', '.join(map(str, config.forward))} ({config.forward_mode})",
             http="" if self.http is None else f", http {config.http.host}:{self.http.port}",
         )
-        if config.collect.host == "*" and config.tls is None:
-            self.log.warn(
-                "collecting on every interface (--collect={collect}) without --tls: "
-                "anyone who reaches port {port} can write events; use --tls or a firewall",
-                collect=str(config.collect),
-                port=config.collect.port,
-            )
+        exposed = exposure_warning(config)
+        if exposed is not None:
+            self.log.warn("{warning}", warning=exposed)
         if self.forwarder is not None:
             self._upstream_check = self._reactor.callLater(UPSTREAM_GRACE, self._check_upstream)
         if config.stats_interval:

@@ -319,6 +319,8 @@ class NodeTls:
 class _ServerFactory(TLSMemoryBIOFactory):
     """`TLSMemoryBIOFactory` that lets its wrapped factory refuse a connection."""
 
+    noisy = False
+
     def buildProtocol(self, addr):
         wrapped = self.wrappedFactory.buildProtocol(addr)
         if wrapped is None:

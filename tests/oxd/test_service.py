@@ -413,3 +413,22 @@ class ForwardingTests(OxdTestCase):
         wait_for(lambda: upstream.status()["written"] == 100, message="100 delivered")
         (events,) = self.all_events(log_path).values()
         self.assertEqual([e["body"]["seq"] for e in events], list(range(100)))
+
+
+class ExposureWarningTests(SynchronousTestCase):
+    def test_every_interface_without_tls(self):
+        """Binding every interface without --tls gives a warning naming the port; loopback or TLS none."""
+        from blueox.oxd.config import Address, OxdConfig
+        from blueox.oxd.service import exposure_warning
+
+        control = Address("127.0.0.1", 3513)
+        for host in ("*", "0.0.0.0", "::"):
+            warning = exposure_warning(OxdConfig(collect=Address(host, 4514), control=control))
+            self.assertIn("without --tls", warning)
+            self.assertIn("port 4514", warning)
+        self.assertIsNone(
+            exposure_warning(OxdConfig(collect=Address("127.0.0.1", 4514), control=control))
+        )
+        self.assertIsNone(
+            exposure_warning(OxdConfig(collect=Address("*", 4514), control=control, tls="/x"))
+        )
