@@ -8,8 +8,11 @@ extras = {
     "tornado": ["tornado>=6.2"],
     "celery": ["celery>=5.3"],
 }
+# setuptools: tests/test_install.py builds BlueOx offline with this
+# environment's setuptools (70.1 is the first to build wheels on its own).
 extras["test"] = sorted(
-    {"moto[server]>=5.0", "hypothesis>=6.80"} | {req for reqs in extras.values() for req in reqs}
+    {"moto[server]>=5.0", "hypothesis>=6.80", "setuptools>=70.1"}
+    | {req for reqs in extras.values() for req in reqs}
 )
 extras["bench"] = ["opentelemetry-sdk>=1.20"]
 
@@ -21,6 +24,13 @@ setup(
     long_description_content_type="text/markdown",
     license="ISC",
     python_requires=">=3.11",
+    # Every package sits where its name says, under this directory. Saying so
+    # with package_dir makes an editable install (pip install -e .) put this
+    # directory itself on sys.path, as a regular install puts site-packages:
+    # Twisted finds plugins only by scanning sys.path entries for a
+    # twisted/plugins directory, so `twistd blueox` needs a real path entry
+    # here, not setuptools' import hook. tests/test_install.py checks it.
+    package_dir={"": "."},
     packages=[
         "blueox",
         "blueox.cli",
