@@ -58,6 +58,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _emitter = None
+# The emitter `shutdown` closed: its final counters stay readable through
+# `emitter_stats` until the next `configure`.
+_closed_emitter = None
 _shutdown_trigger = None
 _configure_lock = threading.Lock()
 
@@ -81,9 +84,10 @@ def configure(host, port, recorder=None, reactor=None, **emitter_options):
     ``max_event_bytes``...) tune the queue and the largest event sent. With neither a recorder nor a host, BlueOx goes back to doing
     nothing.
     """
-    global _emitter, _shutdown_trigger
+    global _emitter, _closed_emitter, _shutdown_trigger
     with _configure_lock:
         old, _emitter = _emitter, None
+        _closed_emitter = None
         _remove_shutdown_trigger()
         if recorder is not None:
             _context_mod._recorder_function = recorder
@@ -126,12 +130,15 @@ def shutdown(timeout=None):
     """Send what is queued (waiting a bounded time) and stop sending.
 
     Returns the emitter's final counters (as `emitter_stats`), or None when
-    nothing was configured to send. Safe to call twice; registered to run
-    at exit.
+    nothing was configured to send; `emitter_stats` goes on returning them
+    until the next `configure`. Safe to call twice; registered to run at
+    exit.
     """
-    global _emitter
+    global _emitter, _closed_emitter
     with _configure_lock:
         emitter, _emitter = _emitter, None
+        if emitter is not None:
+            _closed_emitter = emitter
         _remove_shutdown_trigger()
         if emitter is not None and _context_mod._recorder_function == emitter.record:
             _context_mod._recorder_function = None
@@ -147,9 +154,11 @@ def shutdown(timeout=None):
 def emitter_stats():
     """Counters of the configured emitter: sent, queued, dropped, rejected.
 
-    All zero when BlueOx is not configured to send over the network.
+    After `shutdown`, the final counters of the emitter it closed, until
+    the next `configure`. All zero when BlueOx is not configured to send
+    over the network.
     """
-    emitter = _emitter
+    emitter = _emitter or _closed_emitter
     if emitter is None:
         return {"sent": 0, "queued": 0, "queued_bytes": 0, "dropped": 0, "rejected": 0}
     return emitter.stats()

@@ -1,7 +1,8 @@
 """Helpers for programs that read BlueOx data (kept from BlueOx 0.11).
 
 `decode_stream` turns byte chunks of concatenated msgpack (log files, pipes)
-into events; `Grouper` joins sub-events with their top-level event by id;
+into events, raising `LogDataError` where the bytes are not BlueOx data;
+`Grouper` joins sub-events with their top-level event by id;
 `subscribe_stream` follows a running oxd's live stream.
 """
 
@@ -20,6 +21,7 @@ __all__ = [
     "subscribe_stream",
     "stream_from_s3_store",
     "Grouper",
+    "LogDataError",
     "OxdUnavailable",
     "control_request",
 ]
@@ -36,8 +38,29 @@ def default_host(host=None):
 
 _READ_OPTIONS = dict(raw=False, strict_map_key=False, unicode_errors="replace")
 
+# The first byte of a msgpack map: fixmap, map 16, map 32.
+_MAP_HEADERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 
-def decode_stream(stream):
+
+class LogDataError(ValueError):
+    """Bytes that are not BlueOx log data, from stream offset ``position`` on.
+
+    ``truncated`` is true when the data ends inside what starts as an event
+    (a file cut short, or still being written). A `ValueError`, as the
+    errors `decode_stream` raised in BlueOx 0.11 were.
+    """
+
+    def __init__(self, position, truncated=False):
+        self.position = position
+        self.truncated = truncated
+        if truncated:
+            message = f"ends inside an event at byte {position} (cut short, or still being written)"
+        else:
+            message = f"not a BlueOx msgpack log at byte {position}"
+        super().__init__(message)
+
+
+def decode_stream(stream, strict=False):
     """Yield the events in an iterable of byte chunks of concatenated msgpack.
 
     An object that is well-formed msgpack but that msgpack-python cannot
@@ -45,29 +68,46 @@ def decode_stream(stream):
     timestamp) does not stop the stream: it is decoded leniently (such keys
     become their ``repr``) or, failing that, skipped with a logged warning,
     and the events after it follow.
+
+    Bytes that are not msgpack raise `LogDataError` (a `ValueError`) at the
+    offset of the object they start, once the objects before it were
+    yielded. As in BlueOx 0.11 any msgpack object is yielded and an
+    incomplete last object is left out silently; with ``strict`` the stream
+    must be what oxd writes, msgpack maps only: any other object, or data
+    ending inside a map, raises `LogDataError` too (an object that does not
+    start as a map is refused at its first byte, without waiting for the
+    rest of it).
     """
     unpacker = msgpack.Unpacker(**_READ_OPTIONS)
-    held = b""  # what unpacker was fed, from its position ``base`` on
+    held = bytearray()  # what unpacker was fed, from its position ``base`` on
     base = 0
     held_at = 0  # the stream offset of held[0]
     object_start = 0  # unpacker's position where the next object starts
     for data in stream:
-        unpacker.feed(data)
+        try:
+            unpacker.feed(data)
+        except msgpack.BufferFull:
+            if not strict:
+                raise
+            raise LogDataError(held_at + object_start - base) from None
         held += data
         while True:
+            start = object_start - base
             try:
                 event = unpacker.unpack()
             except msgpack.OutOfData:
                 break
             except (ValueError, TypeError) as error:
-                skip = object_start - base
-                size, event = _decode_leniently(held[skip:], error, held_at + skip)
+                position = held_at + start
+                if strict and held[start] not in _MAP_HEADERS:
+                    raise LogDataError(position) from error
+                size, event = _decode_leniently(bytes(held[start:]), error, position)
                 if size is False:
-                    raise
+                    raise LogDataError(position) from error
                 # The failed unpacker's state is unknown: start a new one
                 # after the object, or at it while it is incomplete.
-                skip += size or 0
-                held = held[skip:]
+                skip = start + (size or 0)
+                del held[:skip]
                 held_at += skip
                 base = object_start = 0
                 unpacker = msgpack.Unpacker(**_READ_OPTIONS)
@@ -78,11 +118,17 @@ def decode_stream(stream):
                     yield event
                 continue
             object_start = unpacker.tell()
+            if strict and not isinstance(event, dict):
+                raise LogDataError(held_at + start)
             yield event
         drop = object_start - base
-        held = held[drop:]
+        del held[:drop]
         held_at += drop
         base = object_start
+        if strict and held and held[0] not in _MAP_HEADERS:
+            raise LogDataError(held_at)
+    if strict and held:
+        raise LogDataError(held_at, truncated=held[0] in _MAP_HEADERS)
 
 
 _SKIPPED = object()

@@ -14,6 +14,12 @@ Naming (see SPEC section 2):
 * ``'request.db'`` is absolute: its parent is the open context sharing the
   longest run of leading dotted parts; it is that parent's child (and shares
   its id) only if it starts with the parent's whole name.
+
+The full name must follow the type name rule of `blueox.wire.type_name_problem`
+(no whitespace, path separators, glob characters, control characters or
+empty dotted parts): a `Context` with a name that breaks it raises
+`ValueError` when it is created, as a malformed relative name does, so an
+application's own tests find it even before BlueOx is configured.
 """
 
 import contextvars
@@ -24,7 +30,7 @@ import random
 import socket
 import time
 
-from . import utils
+from . import utils, wire
 
 __all__ = [
     "Context",
@@ -113,6 +119,8 @@ def _shared_parts(a_parts, b_parts):
 # Names already checked as valid names of a top-level context.
 _TOP_NAMES_SIZE = 1024
 _top_names = {}
+# Full names already found safe by the type name rule (as many at most).
+_safe_names = {}
 
 
 def _resolve_name(type_name, stack):
@@ -139,8 +147,17 @@ def _resolve_name(type_name, stack):
                     log.warning("context %r opened inside an open context of the same name", name)
                 if name == closest.name or name.startswith(closest.name + "."):
                     parent = closest
-    if not name or name.endswith(".") or ".." in name:
-        raise ValueError(f"bad type name {type_name!r}")
+    # The full name must be safe as a file name; its length is left to the
+    # emitter, which logs and counts an over-long name (SPEC section 3).
+    if name not in _safe_names:
+        problem = wire.type_name_problem(name, max_bytes=None)
+        if problem is not None:
+            if name == type_name:
+                raise ValueError(f"bad type name {type_name!r}: {problem}")
+            raise ValueError(f"bad type name {type_name!r}: {name!r} {problem}")
+        if len(_safe_names) >= _TOP_NAMES_SIZE:
+            _safe_names.clear()
+        _safe_names[name] = True
     if parent is None and name == type_name:
         # A valid top-level name: the next context of this name, with no
         # context open, skips these checks.

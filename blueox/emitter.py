@@ -352,7 +352,13 @@ class Emitter:
             self._queued_bytes = 0
             self.dropped += left
         if left:
-            log.warning("blueox dropped %d queued events: %s", left, why)
+            cause = self.connection_error
+            log.warning(
+                "blueox dropped %d queued events: %s%s",
+                left,
+                why,
+                "" if cause is None else f" ({cause})",
+            )
 
     # -- public -----------------------------------------------------------
 
@@ -387,8 +393,29 @@ class _Disconnected(Exception):
     """The connection to oxd failed or was lost; the message says why."""
 
 
+class _NoAnswer(_Disconnected):
+    """The peer said nothing in time."""
+
+
+class _HandshakeClosed(_Disconnected):
+    """The peer closed the connection during the handshake: oxd restarting, most likely."""
+
+
 class _ProtocolFailure(_Disconnected):
     """The peer is not a ZeroMQ PULL socket we can talk to."""
+
+
+def _closed_during_handshake(address):
+    """What to say when ``address`` hangs up before the handshake is done.
+
+    A ZeroMQ socket of the wrong type says its type in its READY before it
+    hangs up; a peer that hangs up before that is, most often, an oxd
+    stopping or starting.
+    """
+    return (
+        f"oxd at {address} closed the connection during the ZeroMQ handshake "
+        "(restarting?)"
+    )
 
 
 class _PartlyWritten(_Disconnected):
@@ -410,6 +437,11 @@ class ThreadSender:
     not once per event. Failed connections are retried with a growing pause
     (0.1 s up to 2 s); what a lost connection did not take is sent on the
     next one, and whole events already written count as sent.
+
+    On `close` it keeps trying until the queue is sent or the timeout is
+    over, except when it never reached oxd and its last attempt was refused
+    (nothing listens there): then one more attempt is made at once, and if
+    that is refused too the rest is dropped without waiting out the timeout.
     """
 
     def __init__(self, emitter, start=True):
@@ -428,6 +460,9 @@ class ThreadSender:
         self._replies = []
         self._last_failure = None
         self._last_unexpected = None
+        self._ever_connected = False
+        self._refused = False  # the last connection attempt was refused
+        self._tries_while_closing = 0
         self._wrote = False
         self._stuck = None
         self._stuck_count = 0
@@ -489,10 +524,16 @@ class ThreadSender:
         backoff = 0.0
         while True:
             if self._sock is None:
-                if self._closing and (not emitter._queued or time.monotonic() >= self._deadline):
+                if self._closing and (
+                    not emitter._queued
+                    or time.monotonic() >= self._deadline
+                    or self._hopeless()
+                ):
                     return
                 if backoff:
                     self._poll(None, 0, self._time_left(backoff))
+                if self._closing:
+                    self._tries_while_closing += 1
                 try:
                     self._connect()
                 except _Disconnected as e:
@@ -532,6 +573,11 @@ class ThreadSender:
                 else:
                     backoff = min(max(backoff * 2, RECONNECT_MIN), RECONNECT_MAX)
 
+    def _hopeless(self):
+        """Whether closing should stop trying: oxd was never reached, and
+        the connection was refused again since `close`."""
+        return self._tries_while_closing > 0 and self._refused and not self._ever_connected
+
     def _time_left(self, wanted):
         """``wanted`` seconds, cut short by the shutdown deadline once closing."""
         if self._closing:
@@ -545,12 +591,24 @@ class ThreadSender:
             log.exception("blueox sender failed; retrying")
 
     def _failed(self, error):
+        """Keep ``error`` as the emitter's connection error and log it once.
+
+        A peer that is no ZeroMQ PULL socket is a warning; a peer that hung
+        up during the handshake (a restart) is information; refusals and
+        lost connections are for debugging: the queue-full warning and the
+        drop at shutdown name them.
+        """
         message = str(error)
         self.emitter.connection_error = message
         if message != self._last_failure:
             self._last_failure = message
-            level = logging.WARNING if isinstance(error, _ProtocolFailure) else logging.DEBUG
-            log.log(level, "blueox cannot send to %s: %s", self.emitter.endpoint, message)
+            if isinstance(error, _ProtocolFailure):
+                level = logging.WARNING
+            elif isinstance(error, _HandshakeClosed):
+                level = logging.INFO
+            else:
+                level = logging.DEBUG
+            log.log(level, "blueox: %s; retrying", message)
 
     # -- waiting --------------------------------------------------------------
 
@@ -586,6 +644,7 @@ class ThreadSender:
     def _connect(self):
         """Connect and do the ZMTP handshake, or raise `_Disconnected`."""
         deadline = time.monotonic() + CONNECT_TIMEOUT
+        self._refused = False
         self._parked.set()  # the lookup below waits outside the GIL
         try:
             addresses = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
@@ -616,7 +675,11 @@ class ThreadSender:
                 continue
             break
         else:
-            raise _Disconnected(f"cannot connect: {getattr(error, 'strerror', None) or error}")
+            if getattr(error, "errno", None) == errno.ECONNREFUSED:
+                self._refused = True
+                raise _Disconnected(f"connection refused by {self.emitter.address}")
+            reason = getattr(error, "strerror", None) or error
+            raise _Disconnected(f"cannot connect to {self.emitter.address}: {reason}")
         self._sock = sock
         try:
             self._handshake(deadline)
@@ -625,14 +688,21 @@ class ThreadSender:
             raise
         self.emitter.connection_error = None
         self._last_failure = None
+        self._ever_connected = True
 
     def _handshake(self, deadline):
-        """Greet oxd as a ZMTP 3.0 PUSH peer and check it is a PULL socket."""
+        """Greet oxd as a ZMTP 3.0 PUSH peer and check it is a PULL socket.
+
+        Raises `_ProtocolFailure` when the peer is not one (it announced
+        another socket type, or is no ZeroMQ peer at all), `_HandshakeClosed`
+        when it hung up first, `_NoAnswer` when it said nothing in time.
+        """
+        address = self.emitter.address
         # READY goes only once the peer's greeting is in: a ZeroMQ socket
         # of the wrong type would otherwise hang up before saying its type.
-        self._send_all(zmtp.greeting())
-        received = b""
         try:
+            self._send_all(zmtp.greeting())
+            received = b""
             while len(received) < zmtp.GREETING_SIZE:
                 received += self._receive(deadline)
                 zmtp.check_greeting_start(received)
@@ -650,16 +720,22 @@ class ThreadSender:
                 raise zmtp.ProtocolError("no READY command in the handshake")
             peer_type = zmtp.parse_ready(properties).get("socket-type", b"")
             if peer_type != b"PULL":
-                raise zmtp.ProtocolError(
-                    f"the peer is a {peer_type.decode('ascii', 'replace') or 'untyped'} socket, not PULL"
+                named = peer_type.decode("ascii", "replace")[:20] or "nameless"
+                raise _ProtocolFailure(
+                    f"{address} is not a ZeroMQ PULL socket: its READY announced "
+                    f"a {named} socket"
                 )
             self._handle(frames[1:])
         except zmtp.ProtocolError as e:
-            raise _ProtocolFailure(f"not a ZeroMQ PULL socket: {e}") from None
-        except _Disconnected as e:
-            # Something listens, but did not finish the handshake: a ZeroMQ
-            # socket whose type cannot talk to PUSH hangs up at once.
-            raise _ProtocolFailure(f"not a ZeroMQ PULL socket? {e} during the ZeroMQ handshake") from None
+            raise _ProtocolFailure(f"the ZeroMQ handshake with {address} failed: {e}") from None
+        except (_ProtocolFailure, _NoAnswer):
+            raise
+        except _PartlyWritten as e:
+            if isinstance(e.error, _NoAnswer):
+                raise e.error from None
+            raise _HandshakeClosed(_closed_during_handshake(address)) from None
+        except _Disconnected:
+            raise _HandshakeClosed(_closed_during_handshake(address)) from None
 
     def _recv_some(self):
         """What the connection has for us now (None if nothing); raise `_Disconnected` when it closed."""
@@ -668,9 +744,11 @@ class ThreadSender:
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as e:
-            raise _Disconnected(f"connection lost: {e.strerror or e}") from None
+            raise _Disconnected(
+                f"connection to {self.emitter.address} lost: {e.strerror or e}"
+            ) from None
         if not data:
-            raise _Disconnected("connection closed by the collector")
+            raise _Disconnected(f"oxd at {self.emitter.address} closed the connection")
         return data
 
     def _receive(self, deadline):
@@ -681,7 +759,9 @@ class ThreadSender:
                 return data
             left = self._time_left(deadline - time.monotonic())
             if left <= 0:
-                raise _Disconnected("no answer")
+                raise _NoAnswer(
+                    f"no answer from {self.emitter.address} to the ZeroMQ handshake"
+                )
             self._poll(self._sock, select.POLLIN, left)
 
     def _read(self):
@@ -692,7 +772,7 @@ class ThreadSender:
         try:
             self._handle(self._reader.feed(data))
         except zmtp.ProtocolError as e:
-            raise _ProtocolFailure(str(e)) from None
+            raise _ProtocolFailure(f"{self.emitter.address} broke the ZeroMQ protocol: {e}") from None
 
     def _handle(self, frames):
         for flags, body in frames:
@@ -790,13 +870,17 @@ class ThreadSender:
                 except (BlockingIOError, InterruptedError):
                     pass
                 except OSError as e:
-                    raise _Disconnected(f"connection lost: {e.strerror or e}") from None
+                    raise _Disconnected(
+                        f"connection to {self.emitter.address} lost: {e.strerror or e}"
+                    ) from None
                 if written >= len(data):
                     return
                 # The connection is full: oxd is slow or away.
                 left = self._time_left(IDLE_CHECK_INTERVAL)
                 if left <= 0:
-                    raise _Disconnected("shut down before everything was written")
+                    raise _Disconnected(
+                        f"oxd at {self.emitter.address} did not take them in time"
+                    )
                 if self._poll(sock, select.POLLOUT | select.POLLIN, left) & ~select.POLLOUT:
                     self._read()
         except _Disconnected as e:
@@ -824,6 +908,7 @@ class ReactorSender:
         self._scheduled = False
         self._abort = None
         self._reconnector = None
+        self._last_failure = None
         try:
             host, port = split_address(emitter.address)
         except ValueError:
@@ -850,6 +935,8 @@ class ReactorSender:
     def connection_ready(self, protocol):
         self._protocol = protocol
         self._reconnector.succeeded()
+        self.emitter.connection_error = None
+        self._last_failure = None
         self._drain()
 
     def message_received(self, protocol, frames):
@@ -859,7 +946,14 @@ class ReactorSender:
         self._drain()
 
     def connection_failed(self, protocol, error, handshake):
-        log.warning("blueox cannot send to %s: %s", self.emitter.endpoint, error)
+        address = self.emitter.address
+        if isinstance(error, zmtp.BadSocketType):
+            message = f"{address} is not a ZeroMQ PULL socket: {error}"
+        elif handshake:
+            message = f"the ZeroMQ handshake with {address} failed: {error}"
+        else:
+            message = f"{address} broke the ZeroMQ protocol: {error}"
+        self._failed(message, logging.WARNING)
 
     def connection_lost(self, protocol, reason, handshake):
         if self._protocol is protocol:
@@ -867,10 +961,32 @@ class ReactorSender:
         if self._abort is not None and self._abort.active():
             self._abort.cancel()  # closed in time
         self._abort = None
+        if not self._reconnector.stopped:
+            address = self.emitter.address
+            if handshake:
+                self._failed(_closed_during_handshake(address), logging.INFO)
+            elif self.emitter.connection_error is None:
+                self._failed(f"oxd at {address} closed the connection", logging.DEBUG)
         self._reconnector.later()
 
     def connect_failed(self, reason):
+        from twisted.internet import error
+
+        address = self.emitter.address
+        if reason.check(error.ConnectionRefusedError, ConnectionRefusedError):
+            message = f"connection refused by {address}"
+        else:
+            text = reason.getErrorMessage() or reason.type.__name__
+            message = f"cannot connect to {address}: {text}"
+        self._failed(message, logging.DEBUG)
         self._reconnector.later()
+
+    def _failed(self, message, level):
+        """Keep ``message`` as the emitter's connection error; log it once (see `ThreadSender._failed`)."""
+        self.emitter.connection_error = message
+        if message != self._last_failure:
+            self._last_failure = message
+            log.log(level, "blueox: %s; retrying", message)
 
     # Sending
 

@@ -3,6 +3,7 @@
 import logging
 import traceback
 
+from . import wire
 from .context import Context
 
 __all__ = ["LogHandler"]
@@ -17,8 +18,15 @@ class LogHandler(logging.Handler):
     """
 
     def __init__(self, type_name=None, level=logging.NOTSET):
+        """A bad ``type_name`` raises `ValueError` here, not once per record."""
         super().__init__(level)
-        self.type_name = type_name or ".log"
+        type_name = type_name or ".log"
+        # '.name' and '^.name' are relative to the open context; the rest must be safe.
+        own = type_name[1:] if type_name.startswith("^") else type_name
+        problem = wire.type_name_problem(own[1:] if own.startswith(".") else own)
+        if problem is not None:
+            raise ValueError(f"bad type name {type_name!r} for LogHandler: {problem}")
+        self.type_name = type_name
 
     def emit(self, record):
         if record.name == "blueox" or record.name.startswith("blueox."):

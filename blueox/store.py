@@ -19,13 +19,17 @@ import os
 import re
 import shutil
 
+import msgpack
+
 from . import errors
-from ._s3 import S3Error, as_bucket, describe_s3_error, open_bucket
+from ._s3 import BadEndpointError, S3Error, as_bucket, describe_s3_error, open_bucket
 
 __all__ = [
     "DATE_FORMATS",
     "InvalidDateError",
+    "InvalidLogDataError",
     "S3Error",
+    "BadEndpointError",
     "LogFile",
     "LocalLogFile",
     "S3LogFile",
@@ -40,6 +44,9 @@ __all__ = [
     "inclusive_date_range",
     "find_log_files_in_path",
     "find_log_files_in_s3",
+    "find_log_types_in_path",
+    "find_log_types_in_s3",
+    "events_in_time_range",
     "open_bucket",
     "describe_s3_error",
 ]
@@ -60,6 +67,10 @@ _TAIL_PART = re.compile(r"^(?:-(?P<host>.+?))?\.log(?P<zip>\.bz2)?$")
 
 class InvalidDateError(errors.Error):
     """A date argument in neither ``YYYYMMDD`` nor ``"YYYYMMDD HH:MM"`` form."""
+
+
+class InvalidLogDataError(errors.Error):
+    """Data that is not a sequence of msgpack event maps, as oxd writes."""
 
 
 def parse_date_range_argument(value):
@@ -429,3 +440,113 @@ def find_log_files_in_s3(bucket, type_name, start_dt, end_dt):
                 out_log_files.append(log_file)
     out_log_files.sort(key=lambda f: (f.sort_dt, f.host or ""))
     return out_log_files
+
+
+def find_log_types_in_path(log_path, start_dt, end_dt):
+    """The sorted type names of every log file in the date folders of the range."""
+    types = set()
+    for date in inclusive_date_range(start_dt, end_dt):
+        folder = os.path.join(log_path, date.strftime("%Y%m%d"))
+        types.update(lf.type_name for lf in list_log_files(folder))
+    return sorted(types)
+
+
+def find_log_types_in_s3(bucket, start_dt, end_dt, max_keys=10000):
+    """The sorted type names of the S3 log files in the date folders of the
+    range, looking at no more than ``max_keys`` keys."""
+    bucket = as_bucket(bucket)
+    types = set()
+    seen = 0
+    for date in inclusive_date_range(start_dt, end_dt):
+        for summary in bucket.objects.filter(Prefix=date.strftime("%Y%m%d/")):
+            seen += 1
+            if seen > max_keys:
+                return sorted(types)
+            try:
+                types.add(S3LogFile.from_s3_key(summary).type_name)
+            except ValueError:
+                pass
+    return sorted(types)
+
+
+class _EventMap(list):
+    """A msgpack map read as its list of ``(key, value)`` pairs: any key,
+    even an unhashable one, is read, and a map is told from an array."""
+
+
+def _end_time(pairs):
+    """The event's ``end`` as a number, or None when it has none."""
+    for key, value in pairs:
+        if key == b"end" or key == "end":
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return value
+            return None
+    return None
+
+
+def _timestamp(dt):
+    """UNIX seconds of a naive UTC `datetime`."""
+    return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def events_in_time_range(chunks, start_dt, end_dt, name="stream", counts=None):
+    """Yield the raw bytes of the events whose ``end`` is in [start_dt, end_dt].
+
+    ``chunks`` is an iterable of byte strings holding concatenated msgpack
+    event maps (a log file, decompressed); the events kept are passed on
+    byte for byte, one chunk of output per chunk of input. Memory holds one
+    input chunk and the event being read, whatever the size of the file.
+    ``start_dt`` and ``end_dt`` are naive UTC datetimes, both included.
+
+    If given, ``counts`` (a `collections.Counter`) is incremented under
+    ``in_range``, ``outside`` and ``no_end`` (events without a numeric
+    ``end``, which are left out). Data that is not msgpack maps raises
+    `InvalidLogDataError` ("NAME: not a BlueOx msgpack log at byte N") once
+    the events before it are yielded; data cut short at the end (a file still
+    being written) is logged and left out.
+    """
+    start = _timestamp(start_dt)
+    end = _timestamp(end_dt)
+    counts = collections.Counter() if counts is None else counts
+    unpacker = msgpack.Unpacker(
+        raw=True, strict_map_key=False, object_pairs_hook=_EventMap
+    )
+    held = bytearray()  # the bytes fed to unpacker from offset ``base`` on
+    base = 0
+    position = 0  # offset where the next event starts
+    for chunk in chunks:
+        unpacker.feed(chunk)
+        held += chunk
+        kept = []
+        while True:
+            try:
+                event = unpacker.unpack()
+            except msgpack.OutOfData:
+                break
+            except (ValueError, TypeError, msgpack.UnpackException):
+                event = None
+            if not isinstance(event, _EventMap):
+                if kept:
+                    yield b"".join(kept)
+                raise InvalidLogDataError(
+                    f"{name}: not a BlueOx msgpack log at byte {position}"
+                )
+            stop = unpacker.tell()
+            end_time = _end_time(event)
+            if end_time is None:
+                counts["no_end"] += 1
+            elif start <= end_time <= end:
+                counts["in_range"] += 1
+                kept.append(bytes(held[position - base : stop - base]))
+            else:
+                counts["outside"] += 1
+            position = stop
+        del held[: position - base]
+        base = position
+        if kept:
+            yield b"".join(kept)
+    if held:
+        log.warning(
+            "%s ends inside an event (%d bytes from byte %d left out; "
+            "still being written?)", name, len(held), position,
+        )

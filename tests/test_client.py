@@ -1,7 +1,9 @@
 """Tests for blueox.client: decoding streams, grouping sub-events and the default host."""
 
 import json
+import logging
 import os
+import random
 import subprocess
 import sys
 
@@ -106,9 +108,130 @@ class DecodeStreamTests(SynchronousTestCase):
         self.assertIn("skipped an undecodable object at byte 19", logs.output[0])
 
     def test_garbage_still_raises(self):
-        """Bytes that are not msgpack at all still raise rather than being silently dropped."""
-        with self.assertRaises(ValueError):
-            list(client.decode_stream([msgpack.packb({"a": 1}) + b"\xc1\xc1\xc1"]))
+        """Bytes that are not msgpack at all still raise a ValueError, a LogDataError naming the offset where they start."""
+        good = msgpack.packb({"a": 1})
+        stream = client.decode_stream([good + b"\xc1\xc1\xc1"])
+        self.assertEqual(next(stream), {"a": 1})
+        with self.assertRaises(ValueError) as caught:
+            next(stream)
+        self.assertIsInstance(caught.exception, client.LogDataError)
+        self.assertEqual(caught.exception.position, len(good))
+        self.assertEqual(str(caught.exception), f"not a BlueOx msgpack log at byte {len(good)}")
+
+
+class StrictDecodeStreamTests(SynchronousTestCase):
+    def decode(self, chunks):
+        """The events of ``chunks`` decoded strictly, and the LogDataError that ended them (or None)."""
+        events = []
+        try:
+            for event in client.decode_stream(chunks, strict=True):
+                events.append(event)
+        except client.LogDataError as e:
+            return events, e
+        return events, None
+
+    def test_maps_pass(self):
+        """Concatenated maps decode as in the default mode, at any chunking."""
+        maps = [e for e in EVENTS if isinstance(e, dict)]
+        data = packed(maps)
+        for cut in range(len(data) + 1):
+            self.assertEqual(self.decode([data[:cut], data[cut:]]), (maps, None), f"cut at {cut}")
+
+    def test_other_objects_are_refused_where_they_start(self):
+        """A top-level object that is not a map (text reads as small integers) ends the stream at its offset, after the maps before it."""
+        good = packed(EVENTS[:2])
+        for bad in (b"# README\n", b"root:x:0:0", msgpack.packb([1, 2]), msgpack.packb("s")):
+            events, error = self.decode([good + bad + packed(EVENTS[:1])])
+            self.assertEqual(events, EVENTS[:2])
+            self.assertEqual((error.position, error.truncated), (len(good), False))
+            self.assertEqual(str(error), f"not a BlueOx msgpack log at byte {len(good)}")
+
+    def test_refused_at_the_first_byte(self):
+        """An object that does not start as a map is refused before the rest of it is read (a 2 GB string header waits for nothing)."""
+        read = []
+
+        def chunks():
+            for chunk in (packed(EVENTS[:1]) + b"\xdb\x7f\xff\xff\xff", b"x" * 10):
+                read.append(chunk)
+                yield chunk
+
+        events, error = self.decode(chunks())
+        self.assertEqual(events, EVENTS[:1])
+        self.assertEqual(error.position, len(packed(EVENTS[:1])))
+        self.assertEqual(len(read), 1)
+
+    def test_cut_short(self):
+        """Data ending inside a map is reported as truncated at the map's offset; the default mode leaves it out silently."""
+        good = packed(EVENTS[:2])
+        cut = good + packed(EVENTS[2:3])[:-1]
+        events, error = self.decode([cut])
+        self.assertEqual(events, EVENTS[:2])
+        self.assertEqual((error.position, error.truncated), (len(good), True))
+        self.assertEqual(
+            str(error),
+            f"ends inside an event at byte {len(good)} (cut short, or still being written)",
+        )
+        self.assertEqual(list(client.decode_stream([cut])), EVENTS[:2])
+
+    def test_undecodable_maps_are_still_skipped(self):
+        """A well-formed map Python cannot build is skipped with a warning in strict mode too; an undecodable non-map is refused."""
+        good = msgpack.packb({"a": 1})
+        with self.assertLogs("blueox.client", "WARNING"):
+            events, error = self.decode([good + b"\x81\xa1a\xd4\xff\x00" + good])
+        self.assertEqual((events, error), ([{"a": 1}, {"a": 1}], None))
+        with self.assertNoLogs("blueox.client"):
+            events, error = self.decode([good + b"\xd4\xff\x00" + good])
+        self.assertEqual((events, error.position), ([{"a": 1}], len(good)))
+
+    def test_random_bytes(self):
+        """200 random inputs (pure noise, and valid maps damaged by noise, flips or cuts) never raise anything but LogDataError, and every map wholly before the damage comes out intact."""
+        rng = random.Random(12)
+        maps = [
+            {
+                "id": f"{n:x}",
+                "type": "request.db" if n % 2 else "request",
+                "end": 1000.0 + n,
+                "body": {"n": n, "text": "x" * rng.randrange(40), "list": list(range(n % 5))},
+            }
+            for n in range(20)
+        ]
+        offsets, data = [], b""
+        for m in maps:
+            data += msgpack.packb(m)
+            offsets.append(len(data))
+        client_log = logging.getLogger("blueox.client")
+        self.patch(client_log, "disabled", True)
+        for n in range(200):
+            kind = n % 4
+            if kind == 0:
+                sample, damage = rng.randbytes(rng.randrange(1, 3000)), 0
+            elif kind == 1:
+                damage = rng.randrange(len(data))
+                sample = data[:damage] + rng.randbytes(rng.randrange(1, 500))
+            elif kind == 2:
+                damage = rng.randrange(len(data))
+                sample = bytearray(data)
+                sample[damage] ^= 1 << rng.randrange(8)
+                sample = bytes(sample)
+            else:
+                damage = rng.randrange(len(data))
+                sample = data[:damage]
+            size = rng.choice([1, 7, 100, 4096])
+            chunks = [sample[i : i + size] for i in range(0, len(sample), size)]
+            for strict in (True, False):
+                events = []
+                try:
+                    for event in client.decode_stream(chunks, strict=strict):
+                        events.append(event)
+                except client.LogDataError as e:
+                    self.assertTrue(0 <= e.position <= len(sample), (n, e.position))
+                except Exception as e:
+                    self.fail(f"input {n} (strict={strict}) raised {e!r}")
+                if strict:
+                    self.assertTrue(all(isinstance(e, dict) for e in events), n)
+                whole = sum(1 for end in offsets if end <= damage)
+                if kind:
+                    self.assertEqual(events[:whole], maps[:whole], n)
 
 
 def event(id, type_name, **extra):

@@ -98,6 +98,55 @@ class TopNameTests(RecordingMixin, SynchronousTestCase):
             self.assertEqual(c.name, "db")
 
 
+class UnsafeNameTests(RecordingMixin, SynchronousTestCase):
+    def test_unsafe_name_is_error_naming_the_fault(self):
+        """A name the type name rule refuses is a ValueError saying why, raised every time; nothing is sent or left open."""
+        for name, fault in [
+            ("my app", "whitespace"), ("x*", "'*'"), ("a/b", "'/'"), ("a\\b", "'\\'"),
+            ("a[1]", "'['"), ("a\x00b", "U+0000"), ("a\u202eb", "U+202E"), ("a..b", "'..'"),
+            ("request.", "ends with '.'"),
+        ]:
+            for _ in range(2):  # a refused name is never remembered as checked
+                with self.assertRaises(ValueError) as caught:
+                    blueox.Context(name)
+                self.assertIn(repr(name), str(caught.exception))
+                self.assertIn(fault, str(caught.exception))
+        with blueox.Context("request"):
+            self.assertRaises(ValueError, blueox.Context, "request.my db")
+        self.assertIsNone(blueox.current_context())
+        self.assertEqual(self.names(), ["request"])
+
+    def test_relative_name_checked_once_resolved(self):
+        """'.my db' inside 'request' is refused, naming the full name 'request.my db'."""
+        with blueox.Context("request"):
+            with self.assertRaises(ValueError) as caught:
+                blueox.Context(".my db")
+            self.assertIn("'request.my db' contains whitespace", str(caught.exception))
+            self.assertRaises(ValueError, blueox.Context, "^.x?")
+
+    def test_refused_before_configuration(self):
+        """An unsafe name is refused even before BlueOx is configured, so an application's tests find it."""
+        blueox.configure(None, None)
+        self.assertRaises(ValueError, blueox.Context, "my app")
+
+    def test_valid_names_keep_their_meaning(self):
+        """Dotted, dashed, underscored and non-ASCII names are sent under their own name, as in 0.11."""
+        names = ["request", "request.db", "nginx_error", "nginx-error", "mail.err", "ünïcode"]
+        for name in names:
+            with blueox.Context(name):
+                pass
+        with blueox.Context("request", 5):
+            with blueox.Context("request.db") as child:
+                self.assertEqual(child.id, 5)
+        self.assertEqual(self.names(), names + ["request.db", "request"])
+
+    def test_long_name_is_left_to_the_emitter(self):
+        """A name over 63 bytes is not a ValueError: the emitter logs and counts it (SPEC section 3)."""
+        with blueox.Context("x" * 64):
+            pass
+        self.assertEqual(self.names(), ["x" * 64])
+
+
 class AbsoluteNameTests(RecordingMixin, SynchronousTestCase):
     def test_absolute_child_shares_id(self):
         """'request.db' opened inside 'request' is its child and shares its id."""

@@ -12,6 +12,7 @@ import time
 import msgpack
 import zmq
 from twisted.internet import reactor, task
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -20,6 +21,17 @@ import blueox
 from blueox import emitter as emitter_mod
 from blueox import wire, zmtp
 from blueox.testing import wait_for
+
+
+EXIT_WITH_OXD_DOWN = r"""
+import logging, sys
+import blueox
+
+logging.basicConfig(format="%(levelname)s %(message)s")
+blueox.configure("127.0.0.1", int(sys.argv[1]))
+with blueox.Context("request") as c:
+    c.set("n", 1)
+"""
 
 
 NOBODY_LISTENING = r"""
@@ -97,6 +109,14 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def refusing_port(test):
+    """A port bound but not listening for ``test``: connections are refused, and it stays ours."""
+    reserved = socket.socket()
+    test.addCleanup(reserved.close)
+    reserved.bind(("127.0.0.1", 0))
+    return reserved.getsockname()[1]
 
 
 class QueueTests(SynchronousTestCase):
@@ -269,6 +289,29 @@ class ConfigureTests(SynchronousTestCase):
         blueox.default_configure()
         self.assertEqual(blueox._emitter.endpoint, "tcp://127.0.0.1:3514")
 
+    def test_stats_kept_after_shutdown(self):
+        """emitter_stats() after shutdown() gives the final counters, until the next configure."""
+        blueox.configure("127.0.0.1", 1, sender_factory=FakeSender)
+        for n in range(3):
+            with blueox.Context("t") as c:
+                c.set("n", n)
+        before = blueox.emitter_stats()
+        self.assertEqual((before["sent"], before["queued"]), (0, 3))
+        final = blueox.shutdown()
+        self.assertEqual((final["sent"], final["queued"], final["dropped"]), (3, 0, 0))
+        self.assertEqual(blueox.emitter_stats(), final)
+        with blueox.Context("t"):
+            pass
+        self.assertEqual(blueox.emitter_stats(), final)
+        blueox.configure("127.0.0.1", 1, sender_factory=FakeSender)
+        self.assertEqual(blueox.emitter_stats()["sent"], 0)
+        blueox.shutdown()
+        blueox.configure(None, None)
+        self.assertEqual(
+            blueox.emitter_stats(),
+            {"sent": 0, "queued": 0, "queued_bytes": 0, "dropped": 0, "rejected": 0},
+        )
+
     def test_shutdown_twice(self):
         """shutdown() returns the final counters, is safe twice and leaves BlueOx unconfigured."""
         blueox.default_configure("127.0.0.1:%d" % free_port())
@@ -411,6 +454,21 @@ class RealSocketTests(RealSocketMixin, SynchronousTestCase):
         self.assertLessEqual(over, 3, message)
         self.assertLess(slowest, 0.02, message)
 
+    def test_exit_with_oxd_down(self):
+        """An application exiting with oxd down exits at once and says why its event was dropped."""
+        port = refusing_port(self)
+        started = time.monotonic()
+        output = subprocess.run(
+            [sys.executable, "-c", EXIT_WITH_OXD_DOWN, str(port)],
+            capture_output=True, text=True, timeout=60,
+        )
+        self.assertLess(time.monotonic() - started, 4.5)
+        self.assertEqual(output.returncode, 0, output.stderr)
+        self.assertEqual(output.stderr.splitlines(), [
+            "WARNING blueox dropped 1 queued events: shut down before they could be sent "
+            f"(connection refused by 127.0.0.1:{port})"
+        ])
+
     def test_forked_child_emits(self):
         """A fork()ed child gets an emitter of its own whose event arrives."""
         pull, port = self.bind_pull()
@@ -534,6 +592,50 @@ class ReactorSenderUnitTests(SynchronousTestCase):
         bodies = [body for flags, body in frames[1:] if not flags & zmtp.MORE]
         self.assertEqual([msgpack.unpackb(b)["body"]["n"] for b in bodies], [0, 1, 2])
         self.assertEqual(emitter.stats()["sent"], 3)
+
+    def test_failures_said_plainly(self):
+        """Refusals, a hang-up during the handshake and a READY of another type are each said for what they are, and kept as the connection error."""
+        emitter = self.make()
+        with self.assertLogs("blueox.emitter", "DEBUG") as logs:
+            self.reactor.tcpClients[0][2].clientConnectionFailed(
+                None, Failure(ConnectionRefusedError())
+            )
+            self.assertEqual(emitter.connection_error, "connection refused by 127.0.0.1:3514")
+            self.reactor.advance(emitter_mod.RECONNECT_MIN)
+            protocol = self.reactor.tcpClients[1][2].buildProtocol(None)
+            protocol.makeConnection(StringTransport())
+            protocol.dataReceived(zmtp.greeting())
+            protocol.connectionLost(Failure(ConnectionResetError()))
+            self.reactor.advance(2 * emitter_mod.RECONNECT_MIN)
+            protocol = self.reactor.tcpClients[2][2].buildProtocol(None)
+            protocol.makeConnection(StringTransport())
+            protocol.dataReceived(zmtp.greeting() + zmtp.ready(b"PUB"))
+        self.assertEqual([(r.levelname, r.getMessage()) for r in logs.records], [
+            ("DEBUG", "blueox: connection refused by 127.0.0.1:3514; retrying"),
+            ("INFO", "blueox: oxd at 127.0.0.1:3514 closed the connection during the "
+                     "ZeroMQ handshake (restarting?); retrying"),
+            ("WARNING", "blueox: 127.0.0.1:3514 is not a ZeroMQ PULL socket: the peer is "
+                        "a PUB socket, which a PUSH cannot talk to; retrying"),
+        ])
+
+    def test_close_says_why(self):
+        """Closing with events queued and oxd refusing drops them, naming the refusal."""
+        from twisted.python import threadable
+
+        self.patch(threadable, "isInIOThread", lambda: True)
+        emitter = self.make()
+        self.reactor.tcpClients[0][2].clientConnectionFailed(
+            None, Failure(ConnectionRefusedError())
+        )
+        emitter.emit({"id": 1, "type": "t", "host": "h", "pid": 1, "start": 1.0, "end": 2.0,
+                      "body": {}})
+        with self.assertLogs("blueox.emitter", "WARNING") as logs:
+            emitter.close(0)
+        self.assertEqual(logs.output, [
+            "WARNING:blueox.emitter:blueox dropped 1 queued events: shut down before they "
+            "could be sent (connection refused by 127.0.0.1:3514)"
+        ])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_waits_while_the_connection_is_paused(self):
         """While the transport has paused us nothing is written; resuming writes what waited."""

@@ -93,3 +93,39 @@ class LogHandlerTests(SynchronousTestCase):
         self.assertEqual(
             [c.data["msg"] for c in self.recorded if c.name == "request.log"], ["kept"]
         )
+
+
+class ReadmeExampleTests(SynchronousTestCase):
+    def test_readme_example_sends_info_records(self):
+        """The README's LogHandler example, run as written, records INFO messages from any logger."""
+        import os
+        import re
+
+        readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
+        with open(readme, encoding="utf-8") as f:
+            text = f.read()
+        section = text[text.index("### Logging"):]
+        code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+        root = logging.getLogger("")
+        saved = root.level, list(root.handlers)
+        self.addCleanup(lambda: (root.setLevel(saved[0]), root.handlers.__setitem__(slice(None), saved[1])))
+        recorded = []
+        blueox.configure(None, None, recorder=recorded.append)
+        self.addCleanup(blueox.configure, None, None)
+        self.addCleanup(blueox.clear_contexts)
+        exec(code, {"blueox": blueox})
+        with blueox.Context("request"):
+            logging.getLogger("app.readme").info("an info record")
+        self.assertEqual([e.data.get("msg") for e in recorded if e.name == "request.log"],
+                         ["an info record"])
+
+
+class BadNameTests(SynchronousTestCase):
+    def test_bad_type_name_refused_at_construction(self):
+        """LogHandler refuses a type name that breaks the rule when it is made, not per record."""
+        for name in (".my log", "../x", ".x*", "^.a..b"):
+            with self.assertRaises(ValueError) as caught:
+                blueox.LogHandler(name)
+            self.assertIn("bad type name", str(caught.exception))
+        for name in (".log", ".applog", "^.log", "app.log"):
+            self.assertEqual(blueox.LogHandler(name).type_name, name)

@@ -1,6 +1,7 @@
 """Tests for blueox.store: log file names, filters, zipping, and S3 reads."""
 
 import bz2
+import collections
 import datetime
 import io
 import logging
@@ -8,6 +9,9 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
+import msgpack
+
+from blueox import _s3 as store_s3
 from blueox import store
 from blueox.cli._progress import Progress, format_bytes
 from tests import _s3server
@@ -322,6 +326,134 @@ class S3Tests(SynchronousTestCase):
             endpoint_url=_s3server.endpoint_url(),
         )
         self.assertIn("does not exist", str(error))
+
+
+def event_at(label, seconds, **extra):
+    """A msgpack event ending ``seconds`` after 2014-03-02 03:00 UTC."""
+    end = DT(2014, 3, 2, 3, tzinfo=datetime.timezone.utc).timestamp() + seconds
+    return msgpack.packb(dict({"id": label, "end": end}, **extra), use_bin_type=True)
+
+
+class EventsInTimeRangeTests(SynchronousTestCase):
+    START = DT(2014, 3, 2, 3, 1)
+    END = DT(2014, 3, 2, 3, 2)
+
+    def filtered(self, chunks, counts=None):
+        return b"".join(
+            store.events_in_time_range(chunks, self.START, self.END, "f.log", counts)
+        )
+
+    def test_keeps_events_ending_in_range(self):
+        """Events ending in [start, end] pass byte for byte; others and those without end are counted out."""
+        kept = [event_at("first", 60), event_at("mid", 90.5, body={"k": [1, {"x": b"\xff"}]}),
+                event_at("last", 120)]
+        data = (
+            event_at("early", 59.999) + kept[0] + kept[1]
+            + msgpack.packb({"id": "no end"}) + msgpack.packb({"end": "soon"})
+            + kept[2] + event_at("late", 120.001)
+        )
+        counts = collections.Counter()
+        self.assertEqual(self.filtered([data], counts), b"".join(kept))
+        self.assertEqual(counts, {"in_range": 3, "outside": 2, "no_end": 2})
+        # The same at every chunk size, events split across chunks.
+        for size in (1, 2, 7, 64):
+            chunks = [data[i : i + size] for i in range(0, len(data), size)]
+            self.assertEqual(self.filtered(chunks), b"".join(kept))
+
+    def test_any_map_key(self):
+        """A map with keys Python cannot hash (a list, a map) is read, not refused."""
+        packer = msgpack.Packer()
+        event = (
+            packer.pack_map_header(3) + packer.pack("end") + packer.pack(event_end(70))
+            + packer.pack([1, 2]) + packer.pack("list key")
+            + packer.pack({"a": 1}) + packer.pack("map key")
+        )
+        self.assertEqual(self.filtered([event]), event)
+
+    def test_streams(self):
+        """Output comes as input is read: the first events are out before the rest is read."""
+        pulled = []
+
+        def chunks():
+            for n in range(1000):
+                pulled.append(n)
+                yield event_at(n, 60 + n % 60)
+
+        output = store.events_in_time_range(chunks(), self.START, self.END)
+        self.assertEqual(next(output), event_at(0, 60))
+        self.assertEqual(pulled, [0])
+
+    def test_not_msgpack_maps(self):
+        """Data that is not msgpack maps raises InvalidLogDataError naming the byte, after the good events."""
+        good = event_at("a", 70)
+        for bad in [b"\xc1", b"\x01\x02", msgpack.packb([1, 2]), b"hello world"]:
+            output = store.events_in_time_range([good + bad], self.START, self.END, "x.log")
+            error = self.assertRaises(store.InvalidLogDataError, list, output)
+            self.assertEqual(
+                str(error), f"x.log: not a BlueOx msgpack log at byte {len(good)}"
+            )
+        output = store.events_in_time_range([good, b"\xc1"], self.START, self.END, "x.log")
+        self.assertEqual(next(output), good)
+        self.assertRaises(store.InvalidLogDataError, next, output)
+
+    def test_cut_short(self):
+        """An event cut short at the end (a file being written) is left out with a warning."""
+        warnings = CapturedWarnings(self)
+        good = event_at("a", 70)
+        partial = event_at("b", 80)[:-3]
+        self.assertEqual(self.filtered([good + partial]), good)
+        self.assertEqual(
+            warnings.messages,
+            [f"f.log ends inside an event ({len(partial)} bytes from byte {len(good)} "
+             "left out; still being written?)"],
+        )
+
+
+def event_end(seconds):
+    return DT(2014, 3, 2, 3, tzinfo=datetime.timezone.utc).timestamp() + seconds
+
+
+class EndpointUrlTests(SynchronousTestCase):
+    def test_problems(self):
+        """Only http(s) URLs with a host are endpoints; a bare host:port suggests http://."""
+        for good in ["http://127.0.0.1:5123", "https://s3.example.com", "http://[::1]:9000/"]:
+            self.assertIsNone(store_s3.endpoint_url_problem(good), good)
+        self.assertEqual(
+            store_s3.endpoint_url_problem("127.0.0.1:5123"),
+            "is not an http(s) URL (did you mean 'http://127.0.0.1:5123'?)",
+        )
+        for bad, problem in [
+            ("notaurl", "is not an http(s) URL"),
+            ("ftp://x", "is not an http(s) URL"),
+            ("http://", "has no host name"),
+            ("http://x:port", "has a bad port"),
+            ("http://a b", "is not an http(s) URL"),
+            ("", "is not an http(s) URL"),
+        ]:
+            self.assertEqual(store_s3.endpoint_url_problem(bad), problem, bad)
+
+    def test_configured_endpoint(self):
+        """The endpoint comes from AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, unless ignored."""
+        env = {"AWS_ENDPOINT_URL": "http://a", "AWS_ENDPOINT_URL_S3": "http://b"}
+        self.assertEqual(store_s3.configured_endpoint_url(env), ("http://b", "AWS_ENDPOINT_URL_S3"))
+        del env["AWS_ENDPOINT_URL_S3"]
+        self.assertEqual(store_s3.configured_endpoint_url(env), ("http://a", "AWS_ENDPOINT_URL"))
+        env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "true"
+        self.assertEqual(store_s3.configured_endpoint_url(env), (None, None))
+
+    def test_open_bucket_bad_endpoint(self):
+        """open_bucket with a malformed endpoint raises BadEndpointError naming where it came from."""
+        self.patch(os, "environ", _s3server.s3_env(AWS_ENDPOINT_URL_S3="localhost:9000"))
+        error = self.assertRaises(store.BadEndpointError, store.open_bucket, "b")
+        self.assertEqual(
+            str(error),
+            "AWS_ENDPOINT_URL_S3 'localhost:9000' is not an http(s) URL (did you mean "
+            "'http://localhost:9000'?): use http://host:port or https://host",
+        )
+        error = self.assertRaises(
+            store.BadEndpointError, store.open_bucket, "b", endpoint_url="nope"
+        )
+        self.assertIn("endpoint URL 'nope' is not an http(s) URL", str(error))
 
 
 class DescribeErrorTests(SynchronousTestCase):

@@ -3,6 +3,7 @@
 import errno
 import logging
 import socket
+import struct
 import time
 
 import msgpack
@@ -14,29 +15,41 @@ import blueox
 from blueox import emitter as emitter_mod
 from blueox import wire, zmtp
 from blueox.testing import wait_for
-from tests.test_emitter import RealSocketMixin, event
+from tests.test_emitter import RealSocketMixin, event, refusing_port
 
 
 class WarningCatcher(logging.Handler):
-    """Keeps the messages logged at WARNING and above, from any thread."""
+    """Keeps the messages logged at ``level`` and above, from any thread."""
 
-    def __init__(self):
-        super().__init__(logging.WARNING)
+    def __init__(self, level=logging.WARNING):
+        super().__init__(level)
         self.messages = []
+        self.records = []
 
     def emit(self, record):
+        self.records.append(record)
         self.messages.append(record.getMessage())
 
     def containing(self, text):
         return [message for message in self.messages if text in message]
 
+    def at(self, level):
+        """The messages logged at exactly ``level``."""
+        return [r.getMessage() for r in self.records if r.levelno == level]
 
-def catch_warnings(test):
-    """A `WarningCatcher` on the emitter's logger for the length of ``test``."""
-    catcher = WarningCatcher()
+
+def catch_warnings(test, level=logging.WARNING):
+    """A `WarningCatcher` on the emitter's logger for the length of ``test``.
+
+    Below WARNING the logger itself is opened to ``level`` too.
+    """
+    catcher = WarningCatcher(level)
     logger = logging.getLogger("blueox.emitter")
     logger.addHandler(catcher)
     test.addCleanup(logger.removeHandler, catcher)
+    if level < logging.WARNING:
+        test.addCleanup(logger.setLevel, logger.level)
+        logger.setLevel(level)
     return catcher
 
 
@@ -98,7 +111,7 @@ class PeerMixin:
     """Loopback listeners, fake peers, warnings and the configured client, cleaned up after each test."""
 
     def setUp(self):
-        self.warnings = catch_warnings(self)
+        self.warnings = catch_warnings(self, logging.INFO)
         self.addCleanup(blueox.shutdown, 0.2)
 
     def configure(self, port):
@@ -124,12 +137,14 @@ class PeerMixin:
         for n in range(count):
             self.assertTrue(blueox._emitter.emit(event(n, type_name)))
 
-    def wait_for_warning(self, timeout):
-        """The warnings that the peer is not a ZeroMQ PULL socket, waiting for one."""
+    def wait_for_warning(self, timeout, text="is not a ZeroMQ PULL socket"):
+        """The warnings containing ``text`` (that the peer is not a PULL socket), waiting for one."""
         return wait_for(
-            lambda: self.warnings.containing("not a ZeroMQ PULL socket"),
+            lambda: [
+                message for message in self.warnings.at(logging.WARNING) if text in message
+            ],
             timeout=timeout,
-            message="a warning that the peer is no PULL socket",
+            message=f"a warning saying {text!r}",
         )
 
     def assertHeldThenDropped(self, sender, count):
@@ -241,7 +256,7 @@ class WrongPeerTests(PeerMixin, SynchronousTestCase):
         return pub.bind_to_random_port("tcp://127.0.0.1")
 
     def test_zmtp_pub_peer(self):
-        """A ZMTP peer announcing a PUB socket gets a warning naming it, and the events stay queued."""
+        """A ZMTP peer whose READY announces a PUB socket gets a warning saying so, and the events stay queued."""
         listener, port = self.listen()
         sender = self.configure(port)
         self.emit(5)
@@ -249,8 +264,11 @@ class WrongPeerTests(PeerMixin, SynchronousTestCase):
         peer.read_ready()
         peer.send(zmtp.ready(b"PUB"))
         [warning] = self.wait_for_warning(timeout=5)
-        self.assertIn("PUB", warning)
-        self.assertIn(f"127.0.0.1:{port}", warning)
+        self.assertEqual(
+            warning,
+            f"blueox: 127.0.0.1:{port} is not a ZeroMQ PULL socket: its READY announced "
+            "a PUB socket; retrying",
+        )
         self.assertHeldThenDropped(sender, 5)
 
     def test_real_pub_keeps_events(self):
@@ -286,7 +304,9 @@ class WrongPeerTests(PeerMixin, SynchronousTestCase):
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
             b"Content-Length: 11\r\nConnection: close\r\n\r\nBad Request"
         )
-        self.assertIn("signature", self.wait_for_warning(timeout=5)[0])
+        [warning] = self.wait_for_warning(timeout=5, text="bad greeting signature")
+        self.assertIn("the ZeroMQ handshake with 127.0.0.1:", warning)
+        self.assertNotIn("PULL", warning)
         self.assertHeldThenDropped(sender, 5)
 
     def test_short_garbage_keeps_events(self):
@@ -298,7 +318,7 @@ class WrongPeerTests(PeerMixin, SynchronousTestCase):
     def test_short_garbage_warned(self):
         """A server answering with fewer than 64 bytes of garbage gets a warning that it is no ZeroMQ peer."""
         self.answer_with(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        self.wait_for_warning(timeout=1)
+        self.wait_for_warning(timeout=1, text="not a ZeroMQ peer (bad greeting signature)")
 
 
     def test_silent_server(self):
@@ -318,6 +338,92 @@ class WrongPeerTests(PeerMixin, SynchronousTestCase):
         final = blueox.shutdown(0.3)
         self.assertLess(time.monotonic() - started, 2.0)
         self.assertEqual((final["sent"], final["queued"], final["dropped"]), (0, 0, 5))
+
+
+class HandshakeClosedTests(PeerMixin, SynchronousTestCase):
+    def assertRestartThenDelivers(self, listener, port):
+        """The hang-up is told as a restart, not a wrong peer; the next connection delivers."""
+        expected = (
+            f"oxd at 127.0.0.1:{port} closed the connection during the ZeroMQ handshake "
+            "(restarting?)"
+        )
+        wait_for(
+            lambda: blueox._emitter.connection_error == expected,
+            timeout=5,
+            message="the hang-up to be noticed",
+        )
+        self.assertEqual(self.warnings.at(logging.INFO), [f"blueox: {expected}; retrying"])
+        self.assertEqual(self.warnings.at(logging.WARNING), [])
+        peer = self.accept(listener)
+        peer.read_ready()
+        peer.send(zmtp.ready(b"PULL"))
+        frames = peer.read_frames(6)
+        self.assertEqual([msgpack.unpackb(body)["body"]["n"] for _, body in frames[1::2]],
+                         [0, 1, 2])
+        self.assertIsNone(blueox._emitter.connection_error)
+
+    def test_reset_during_handshake(self):
+        """A peer that resets the connection in the middle of the handshake is an oxd restarting: retried, and said so."""
+        listener, port = self.listen()
+        self.configure(port)
+        self.emit(3)
+        peer = self.accept(listener)
+        peer.read_greeting()
+        # SO_LINGER 0: close() sends a reset, as a dying process's socket may.
+        peer.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.connection.close()
+        self.assertRestartThenDelivers(listener, port)
+
+    def test_closed_before_ready(self):
+        """A peer that greets and then closes before its READY is an oxd restarting, not a wrong socket type."""
+        listener, port = self.listen()
+        self.configure(port)
+        self.emit(3)
+        peer = self.accept(listener)
+        peer.read_greeting()
+        peer.send(zmtp.greeting())
+        peer.connection.close()
+        self.assertRestartThenDelivers(listener, port)
+
+
+class ShutdownTests(PeerMixin, RealSocketMixin, SynchronousTestCase):
+    def test_never_connected_ends_early(self):
+        """Shutting down with oxd never reached and refusing drops the events at once, saying why."""
+        port = refusing_port(self)
+        self.configure(port)
+        self.emit(2)
+        wait_for(lambda: blueox._emitter.connection_error, timeout=5, message="a refusal")
+        started = time.monotonic()
+        final = blueox.shutdown(5.0)
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertEqual((final["sent"], final["queued"], final["dropped"]), (0, 0, 2))
+        self.assertEqual(self.warnings.at(logging.WARNING), [
+            "blueox dropped 2 queued events: shut down before they could be sent "
+            f"(connection refused by 127.0.0.1:{port})"
+        ])
+        self.assertEqual(blueox.emitter_stats(), final)
+
+    def test_once_connected_waits(self):
+        """After oxd was reached once, shutting down while it is away keeps trying for the whole timeout, then says why."""
+        pull, port = self.bind_pull()
+        self.configure(port)
+        self.emit(1)
+        self.assertEqual(len(self.receive(pull, 1)), 1)
+        pull.close()
+        wait_for(lambda: blueox._emitter.connection_error, timeout=5, message="the loss")
+        self.emit(1)
+        started = time.monotonic()
+        final = blueox.shutdown(0.5)
+        self.assertGreaterEqual(time.monotonic() - started, 0.5)
+        self.assertEqual((final["sent"], final["dropped"]), (1, 1))
+        [warning] = self.warnings.at(logging.WARNING)
+        self.assertTrue(
+            warning.startswith(
+                "blueox dropped 1 queued events: shut down before they could be sent ("
+            ),
+            warning,
+        )
+        self.assertIn(f"127.0.0.1:{port}", warning)
 
 
 class ReconnectTests(PeerMixin, RealSocketMixin, SynchronousTestCase):
@@ -376,11 +482,8 @@ class ReconnectTests(PeerMixin, RealSocketMixin, SynchronousTestCase):
 class NobodyListeningTests(PeerMixin, SynchronousTestCase):
     def test_exact_accounting(self):
         """With nobody listening, 5000 events leave 3500 queued and 1500 dropped, with a warning saying why."""
-        # Bound but not listening: connections are refused, and the port stays ours.
-        reserved = socket.socket()
-        self.addCleanup(reserved.close)
-        reserved.bind(("127.0.0.1", 0))
-        self.configure(reserved.getsockname()[1])
+        port = refusing_port(self)
+        self.configure(port)
         wait_for(lambda: blueox._emitter.connection_error, timeout=5, message="a refusal")
         for n in range(5000):
             with blueox.Context("request") as c:
@@ -388,8 +491,8 @@ class NobodyListeningTests(PeerMixin, SynchronousTestCase):
         stats = blueox.emitter_stats()
         self.assertEqual(emitter_mod.DEFAULT_MAX_EVENTS, 3500)
         self.assertEqual((stats["sent"], stats["queued"], stats["dropped"]), (0, 3500, 1500))
-        [warning] = self.warnings.messages
-        self.assertIn("cannot connect: Connection refused", warning)
+        [warning] = self.warnings.at(logging.WARNING)
+        self.assertIn(f"connection refused by 127.0.0.1:{port}", warning)
 
 
 class ParkedSender:
@@ -468,7 +571,7 @@ class WriteTests(SynchronousTestCase):
         newer = zmtp.encode_message(event(99))
         emitter.put(newer)
         error = self.assertRaises(emitter_mod._Disconnected, sender._write, batch)
-        self.assertEqual(str(error), "connection lost: Connection reset by peer")
+        self.assertEqual(str(error), "connection to 127.0.0.1:1 lost: Connection reset by peer")
         self.assertEqual(b"".join(sender._sock.sends), b"".join(queued)[:cut])
         stats = emitter.stats()
         self.assertEqual((stats["sent"], stats["queued"]), (2, 5))
@@ -519,6 +622,9 @@ class ResilienceTests(PeerMixin, RealSocketMixin, SynchronousTestCase):
             messages = self.receive(pull, 10, timeout=20)
         self.assertEqual([msgpack.unpackb(f[1])["body"]["n"] for f in messages], list(range(1, 11)))
         self.assertIn("hung up while receiving it", "\n".join(logs.output))
+        # The sender counts a batch once its write returns, which may be
+        # just after the PULL socket has it.
+        wait_for(lambda: blueox.emitter_stats()["queued"] == 0, timeout=5, message="0 queued")
         stats = blueox.emitter_stats()
         self.assertEqual((stats["rejected"], stats["queued"], stats["dropped"]), (1, 0, 0))
 

@@ -34,7 +34,7 @@ import time
 
 from blueox import ports
 from blueox.streaming import DEFAULT_TIMEOUT, NothingListening, OxdUnavailable, control_request
-from blueox.cli import add_version
+from blueox.cli import add_version, number
 
 __all__ = ["main", "format_status", "raw_status", "read_secret", "ENV_VAR_SECRET"]
 
@@ -247,16 +247,6 @@ def read_secret(path=None, environ=None):
     return secret.encode("utf-8")
 
 
-def _positive(value):
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return number
-
-
 def _parser():
     parser = argparse.ArgumentParser(
         prog="oxctl",
@@ -284,12 +274,12 @@ def _parser():
         help="include the recent reactor stalls (a list in --raw, a line each otherwise)",
     )
     parser.add_argument(
-        "--watch", "-w", type=_positive, default=None, metavar="N",
+        "--watch", "-w", type=number(float), default=None, metavar="N",
         help="show the status again every N seconds until Ctrl-C",
     )
     parser.add_argument(
         "--timeout",
-        type=_positive,
+        type=number(float),
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait for oxd [default: {DEFAULT_TIMEOUT:g}]",
     )
@@ -303,7 +293,7 @@ def _parser():
         help="with shutdown: wait until oxd's control port stops answering",
     )
     parser.add_argument(
-        "--wait-timeout", type=_positive, default=WAIT_TIMEOUT, metavar="SECONDS",
+        "--wait-timeout", type=number(float), default=WAIT_TIMEOUT, metavar="SECONDS",
         help=f"with --wait: give up after this long [default: {WAIT_TIMEOUT:g}]",
     )
     add_version(parser)

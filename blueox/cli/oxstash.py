@@ -11,8 +11,13 @@ from the event, and is sent with the ``create`` action, so a retried batch
 cannot duplicate it (the server answers 409 for a document it already has).
 Whole requests that fail with 429, 5xx or a connection error are retried
 with backoff, moving to the next ``-e`` node; items that fail with 429 or 5xx
-are retried alone. Every document the server rejects is reported on standard
-error, and the exit status is 1 if any was rejected or given up on.
+are retried alone. A node that cannot be reached is named in a warning at
+its first failure; on a terminal a status line shows the retries. Once a
+batch has been given up because no node answered, later batches are tried
+once on each node until one answers again, so an outage costs one retry
+budget (``--max-retries``), not one per batch. At the end each kind of
+failure is one line with its count of documents not indexed (``-v`` also
+lists each document), and the exit status is 1 if any was not indexed.
 """
 
 import argparse
@@ -20,6 +25,7 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import queue
 import random
 import sys
@@ -28,10 +34,16 @@ from collections import namedtuple
 from urllib.parse import urlsplit, urlunsplit
 
 from twisted.internet import defer, task
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
 from twisted.python.failure import Failure
 
 from blueox import wire
-from blueox.cli import add_version
+from blueox.cli import add_version, number
 
 __all__ = [
     "main",
@@ -65,8 +77,41 @@ MAX_BAD_EVENT_REPORTS = 10
 Document = namedtuple("Document", ["index", "id", "type", "lines"])
 
 
+class _FailureKind:
+    """One kind of failure in a `ShipResult`: how many documents, and why.
+
+    ``what`` may hold ``{node}``, said as "node" or "nodes" after how many
+    ``nodes`` failed so; ``example`` is the first detail seen (``same`` while
+    every detail seen was the same).
+    """
+
+    def __init__(self, what, nodes=(), example=None):
+        self.count = 0
+        self.what = what
+        self.nodes = list(nodes)
+        self.example = example
+        self.same = True
+
+    def merge(self, count, nodes=(), example=None):
+        self.count += count
+        for node in nodes:
+            if node not in self.nodes:
+                self.nodes.append(node)
+        if example != self.example:
+            self.same = False
+
+    def line(self):
+        text = self.what.replace("{node}", "nodes" if len(self.nodes) > 1 else "node")
+        if self.nodes:
+            text += f" ({', '.join(self.nodes)})"
+        if self.example is not None:
+            text += f": {self.example}" if self.same else f" (for example {self.example})"
+        noun = "document" if self.count == 1 else "documents"
+        return f"{self.count} {noun} not indexed: {text}"
+
+
 class ShipResult:
-    """Counts of what became of shipped documents."""
+    """Counts of what became of shipped documents, and why some were not indexed."""
 
     def __init__(self):
         self.indexed = 0
@@ -74,14 +119,33 @@ class ShipResult:
         self.rejected = 0
         self.lost = 0
         self.bad_events = 0
+        self.failures = {}  # key -> _FailureKind, in the order first seen
 
     @property
     def failed(self):
         return self.rejected + self.lost + self.bad_events
 
+    def count_failure(self, key, count, what, nodes=(), example=None):
+        """Count ``count`` documents not indexed for the reason ``key``."""
+        kind = self.failures.get(key)
+        if kind is None:
+            kind = self.failures[key] = _FailureKind(what, nodes, example)
+        kind.merge(count, nodes, example)
+
     def add(self, other):
         for name in ("indexed", "duplicates", "rejected", "lost", "bad_events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for key, kind in other.failures.items():
+            mine = self.failures.get(key)
+            if mine is None:
+                self.failures[key] = kind
+            else:
+                mine.merge(kind.count, kind.nodes, kind.example)
+                mine.same = mine.same and kind.same
+
+    def failure_lines(self):
+        """One line per kind of failure: ``N documents not indexed: why``."""
+        return [kind.line() for kind in self.failures.values()]
 
     def summary(self):
         return (
@@ -171,7 +235,23 @@ def _split_auth(url):
 
 
 class RetryableError(Exception):
-    """A request failed in a way worth trying again."""
+    """A request failed in a way worth trying again.
+
+    ``str()`` is the whole one-line message (``cannot reach URL: connection
+    refused``); ``node`` is the node's URL; ``what`` names the kind of
+    failure in the closing report (``{node} unreachable``); ``warn`` is
+    False for a failure not worth a warning on its own (throttling).
+    """
+
+    def __init__(self, message, node, what, warn=True):
+        super().__init__(message)
+        self.node = node
+        self.what = what
+        self.warn = warn
+
+
+def _quiet(message):
+    pass
 
 
 class BulkShipper:
@@ -179,12 +259,22 @@ class BulkShipper:
 
     ``http`` is a treq ``HTTPClient`` (or ``treq.testing.StubTreq``); ``nodes``
     are base URLs tried in turn. ``report`` is called with a one-line message
-    for each document rejected or given up.
+    for each document rejected or given up (the per-document detail);
+    what became of every document is counted in the `ShipResult` of `ship`.
+    ``warn`` is called with a one-line message the first time in an outage
+    that a node fails in a new way (``cannot reach URL: connection refused;
+    retrying``); an outage ends when a node answers. ``progress`` is called
+    with a line saying which retry is due and when, and with None once the
+    batch is settled.
+
+    After a batch is given up because no node answered, later batches are
+    tried once on each node (no more) until a node answers again.
     """
 
     def __init__(
         self, http, nodes, clock, report, request_timeout=DEFAULT_REQUEST_TIMEOUT,
-        max_retries=DEFAULT_MAX_RETRIES, random=random.random,
+        max_retries=DEFAULT_MAX_RETRIES, random=random.random, warn=None,
+        progress=None,
     ):
         self._http = http
         self._nodes = [_split_auth(node) for node in nodes]
@@ -194,6 +284,10 @@ class BulkShipper:
         self._request_timeout = request_timeout
         self._max_retries = max_retries
         self._random = random
+        self._warn = warn or _quiet
+        self._progress = progress or _quiet
+        self._warned = set()
+        self.outage = False
 
     def backoff(self, attempt):
         """Seconds to wait before retry number ``attempt`` (1, 2, ...)."""
@@ -205,33 +299,76 @@ class BulkShipper:
         """Send ``documents``; fires with a `ShipResult` (never fails)."""
         result = ShipResult()
         pending = list(documents)
+        retries = self._max_retries
+        if self.outage:
+            retries = min(retries, len(self._nodes) - 1)
+        failed_nodes = {}  # what -> nodes that failed so, in order
+        item_errors = {}  # document id -> (status, error text) of its last try
         attempt = 0
         while pending:
             try:
                 items = yield self._post(pending)
             except RetryableError as e:
+                error = e
                 reason = str(e)
+                nodes = failed_nodes.setdefault(e.what, [])
+                if e.node not in nodes:
+                    nodes.append(e.node)
                 retry = pending
             else:
-                reason, retry = self._settle(pending, items, result)
+                error = None
+                self._answered()
+                reason, retry = self._settle(pending, items, result, item_errors)
             pending = retry
             if not pending:
                 break
             attempt += 1
-            if attempt > self._max_retries:
-                for doc in pending:
-                    self._report(
-                        f"gave up on {doc.type} document {doc.id} for {doc.index} "
-                        f"after {self._max_retries} retries: {reason}"
-                    )
-                result.lost += len(pending)
+            if error is not None and error.warn and reason not in self._warned:
+                self._warned.add(reason)
+                self._warn(reason + ("; retrying" if attempt <= retries else ""))
+            if attempt > retries:
+                self._give_up(pending, retries, result, error, failed_nodes, item_errors)
                 break
             delay = self.backoff(attempt)
             log.info(
                 "retrying %d documents in %.1fs (%s)", len(pending), delay, reason
             )
+            self._progress(
+                f"{reason}; retry {attempt} of {retries} in {delay:.1f} s "
+                f"({len(pending)} documents waiting)"
+            )
             yield task.deferLater(self._clock, delay, lambda: None)
+        self._progress(None)
         return result
+
+    def _answered(self):
+        """A node answered: the outage, if any, is over."""
+        self.outage = False
+        self._warned.clear()
+
+    def _give_up(self, pending, retries, result, error, failed_nodes, item_errors):
+        """Count (and report) ``pending`` as given up after ``retries`` retries."""
+        result.lost += len(pending)
+        if error is not None:
+            # No node answered the last try: later batches get one try.
+            self.outage = True
+            nodes = failed_nodes[error.what]
+            result.count_failure(("request", error.what), len(pending), error.what, nodes)
+        for doc in pending:
+            if error is not None:
+                reason = str(error)
+            else:
+                status, text = item_errors[doc.id]
+                reason = f"item status {status}: {text}"
+                result.count_failure(
+                    ("item", status), 1,
+                    f"the cluster still answered {status} after {retries} retries",
+                    example=text,
+                )
+            self._report(
+                f"gave up on {doc.type} document {doc.id} for {doc.index} "
+                f"after {retries} retries: {reason}"
+            )
 
     @defer.inlineCallbacks
     def _post(self, documents):
@@ -255,27 +392,35 @@ class BulkShipper:
             content = yield response.content()
         except Exception as e:
             self._next_node()
-            raise RetryableError(f"{url}: {_failure_text(e)}") from None
+            raise _request_error(url, e, self._request_timeout) from None
         status = response.code
         if status == 429 or status >= 500:
             self._next_node()
-            raise RetryableError(f"{url} answered HTTP {status}")
+            raise RetryableError(
+                f"{url} answered HTTP {status}", url, f"HTTP {status} from the {{node}}",
+                warn=status != 429,
+            )
         try:
             answer = json.loads(content)
         except ValueError:
             answer = None
         if status >= 400 or not isinstance(answer, dict):
-            reason = f"HTTP {status}: {content[:200].decode('utf-8', 'replace')}"
-            return [{"status": status, "error": reason}] * len(documents)
+            text = " ".join(content[:200].decode("utf-8", "replace").split())
+            error = {"type": f"HTTP {status}", "reason": text}
+            return [{"status": status, "error": error}] * len(documents)
         items = answer.get("items")
         if not isinstance(items, list) or len(items) != len(documents):
-            raise RetryableError(f"{url} answered without one item per document")
+            self._next_node()
+            raise RetryableError(
+                f"{url} answered without one item per document", url,
+                "the {node} answered without one item per document",
+            )
         return [next(iter(item.values()), {}) for item in items]
 
     def _next_node(self):
         self._node = (self._node + 1) % len(self._nodes)
 
-    def _settle(self, documents, items, result):
+    def _settle(self, documents, items, result, item_errors):
         """Count settled items; return (reason, documents to retry)."""
         retry = []
         reason = None
@@ -287,24 +432,64 @@ class BulkShipper:
                 result.duplicates += 1
             elif status == 429 or status >= 500:
                 retry.append(doc)
-                reason = f"item status {status}: {_error_text(item.get('error'))}"
+                text = _error_text(item.get("error"))
+                item_errors[doc.id] = (status, text)
+                reason = f"item status {status}: {text}"
             else:
                 result.rejected += 1
+                error = item.get("error")
+                text = _error_text(error)
+                kind = error.get("type") if isinstance(error, dict) else None
+                result.count_failure(
+                    ("rejected", kind or status), 1, "rejected by the cluster",
+                    example=text,
+                )
                 self._report(
-                    f"rejected {doc.type} document {doc.id} for {doc.index}: "
-                    f"{_error_text(item.get('error'))}"
+                    f"rejected {doc.type} document {doc.id} for {doc.index}: {text}"
                 )
         return reason, retry
 
 
-def _failure_text(error):
-    """A short description of a request failure (treq wraps the real cause)."""
-    reasons = getattr(error, "reasons", None)
-    if reasons:
-        return "; ".join(r.getErrorMessage() for r in reasons)
-    if isinstance(error, defer.CancelledError):
-        return "timed out"
-    return f"{type(error).__name__}: {error}"
+def _request_error(url, error, timeout):
+    """The `RetryableError` for a request to ``url`` that raised ``error``.
+
+    treq (through twisted.web's Agent) raises connection errors as they are,
+    and wraps failures after connecting in an error with ``reasons``.
+    """
+    reasons = [r.value for r in getattr(error, "reasons", None) or ()] or [error]
+    if any(
+        isinstance(r, (defer.CancelledError, ConnectingCancelledError)) for r in reasons
+    ):
+        return RetryableError(
+            f"no answer from {url} within {timeout:g} s", url,
+            f"no answer within {timeout:g} s",
+        )
+    if isinstance(reasons[0], (ConnectError, DNSLookupError)):
+        return RetryableError(
+            f"cannot reach {url}: {_connect_error_text(reasons[0])}", url,
+            "{node} unreachable",
+        )
+    text = "; ".join(_exception_text(r) for r in reasons)
+    return RetryableError(
+        f"request to {url} failed: {text}", url, "request to the {node} failed"
+    )
+
+
+def _connect_error_text(error):
+    """A connection error in a few plain words: ``connection refused``."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, DNSLookupError):
+        return "host name not found"
+    code = getattr(error, "osError", None)
+    if isinstance(code, int):
+        return os.strerror(code).lower()
+    return _exception_text(error)
+
+
+def _exception_text(error):
+    text = str(error).strip().rstrip(".")
+    return text or type(error).__name__
 
 
 def _error_text(error):
@@ -449,6 +634,7 @@ class Stash:
             self._report(f"lost {size} documents: {result.getErrorMessage()}")
             lost = ShipResult()
             lost.lost = size
+            lost.count_failure(("internal",), size, "shipping failed (see the error above)")
             result = lost
         self.result.add(result)
         self._shipping = None
@@ -489,7 +675,7 @@ def build_parser():
     add_version(parser)
     parser.add_argument(
         "--verbose", "-v", action="count", default=0,
-        help="report progress and retries (twice: debug)",
+        help="report retries and each document not indexed (twice: debug)",
     )
     parser.add_argument(
         "--host", "-H", default=None,
@@ -513,35 +699,27 @@ def build_parser():
         help="one fixed index instead of daily ones",
     )
     parser.add_argument(
-        "--chunk-size", "--chunk_size", type=_positive(int),
+        "--chunk-size", "--chunk_size", type=number(int),
         default=DEFAULT_CHUNK_SIZE,
         help=f"documents per bulk request (default {DEFAULT_CHUNK_SIZE})",
     )
     parser.add_argument(
-        "--request-timeout", "--request_timeout", type=_positive(float),
+        "--request-timeout", "--request_timeout", type=number(float),
         default=DEFAULT_REQUEST_TIMEOUT,
         help=f"seconds to wait for a bulk answer (default {DEFAULT_REQUEST_TIMEOUT:g})",
     )
     parser.add_argument(
-        "--max-retries", type=_positive(int, allow_zero=True),
+        "--max-retries", type=number(int, allow_zero=True),
         default=DEFAULT_MAX_RETRIES,
-        help=f"retries of a failing batch before giving up (default {DEFAULT_MAX_RETRIES})",
+        help=f"retries of a failing batch, with backoff, before giving up on it "
+             f"(default {DEFAULT_MAX_RETRIES}); once a batch is given up because no "
+             f"node answers, later batches get one try per node until one answers",
     )
     parser.add_argument(
-        "--flush-interval", type=_positive(float), default=DEFAULT_FLUSH_INTERVAL,
+        "--flush-interval", type=number(float), default=DEFAULT_FLUSH_INTERVAL,
         help="seconds a partial batch waits for more events (default 1)",
     )
     return parser
-
-
-def _positive(kind, allow_zero=False):
-    def convert(value):
-        number = kind(value)
-        if number < 0 or (number == 0 and not allow_zero):
-            raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
-        return number
-
-    return convert
 
 
 def _setup_logging(verbose):
@@ -564,16 +742,58 @@ def _open_source(args, stdin):
     return _filtered(client.stdin_stream(), args.type_name)
 
 
-def start_stash(reactor, args, source, report, http=None):
-    """Start shipping events from ``source``; returns the running `Stash`."""
+class _Console:
+    """oxstash's messages on standard error, and on a terminal one status line.
+
+    `say` writes a line (``oxstash: ...``); `status` draws a line redrawn in
+    place, only when ``live`` (standard error is a terminal and nothing
+    else writes to it, i.e. not with ``-v``); `say` clears it first.
+    """
+
+    def __init__(self, stream, live):
+        self._stream = stream
+        self._live = live
+        self._shown = False
+
+    def say(self, message):
+        self._clear()
+        self._stream.write(f"oxstash: {message}\n")
+        self._stream.flush()
+
+    def status(self, text):
+        if not self._live:
+            return
+        if text is None:
+            self._clear()
+        else:
+            self._stream.write(f"\r\x1b[Koxstash: {text}")
+            self._shown = True
+        self._stream.flush()
+
+    def _clear(self):
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._shown = False
+
+
+def start_stash(reactor, args, source, report, http=None, detail=None, progress=None):
+    """Start shipping events from ``source``; returns the running `Stash`.
+
+    ``report`` gets warnings and input errors, ``detail`` each document not
+    indexed (default: nothing unless ``args.verbose``, then ``report``),
+    ``progress`` the retry status line (see `BulkShipper`).
+    """
     if http is None:
         import treq
 
         http = treq
+    if detail is None:
+        detail = report if args.verbose else _quiet
     nodes = [node_url(node) for node in (args.elasticsearch or [DEFAULT_NODE])]
     shipper = BulkShipper(
-        http, nodes, reactor, report,
+        http, nodes, reactor, detail,
         request_timeout=args.request_timeout, max_retries=args.max_retries,
+        warn=report, progress=progress,
     )
     stash = Stash(
         reactor, shipper,
@@ -596,10 +816,8 @@ def main(argv=None):
         print(f"oxstash: bad --elasticsearch node: {e}", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging(args.verbose)
-
-    def report(message):
-        sys.stderr.write(f"oxstash: {message}\n")
-        sys.stderr.flush()
+    console = _Console(sys.stderr, live=sys.stderr.isatty() and not args.verbose)
+    report = console.say
 
     try:
         source = _open_source(args, sys.stdin)
@@ -612,7 +830,9 @@ def main(argv=None):
     state = {"read_error": None}
 
     def start():
-        stash = state["stash"] = start_stash(reactor, args, source, report)
+        stash = state["stash"] = start_stash(
+            reactor, args, source, report, progress=console.status
+        )
         # Ctrl-C or SIGTERM: send what is batched before the reactor stops.
         reactor.addSystemEventTrigger("before", "shutdown", stash.flush)
 
@@ -626,6 +846,7 @@ def main(argv=None):
 
     reactor.callWhenRunning(start)
     reactor.run()
+    console.status(None)
     stash = state.get("stash")
     if stash is None:
         return EXIT_FAILURE
@@ -633,6 +854,8 @@ def main(argv=None):
     if state["read_error"] is not None:
         report(f"reading events failed: {state['read_error']}")
         status = EXIT_FAILURE
+    for line in stash.result.failure_lines():
+        report(line)
     if stash.result.failed:
         status = EXIT_FAILURE
     if status or args.verbose:

@@ -68,7 +68,6 @@ from zope.interface import implementer
 
 from blueox import wire, zmtp
 from blueox.oxd.config import FSYNC_POLICIES
-from blueox.oxd.writer import unsafe_type_reason
 
 __all__ = ["CollectorService", "CollectorFactory", "CollectorProtocol"]
 
@@ -975,7 +974,7 @@ class _Source:
         self.host = host
         self.type_name = type_name
         self.detail = detail if detail is not None else type_name
-        self.reason = reason if reason is not None else unsafe_type_reason(type_name)
+        self.reason = reason if reason is not None else wire.unsafe_type_reason(type_name)
         self.type_bytes = type_name.encode("utf-8") if type_name is not None else None
         if self.reason is None:
             self.type_tally, self.host_tally = stats.tallies(host, type_name)

@@ -17,8 +17,9 @@ still at its path: when ``oxstore zip`` or an operator moved or removed it,
 the writer closes it and the next event recreates it.
 
 Type names that are not safe as file names are refused before they get
-here (`unsafe_type_reason`); the writer also refuses to open any path
-that would resolve outside the log directory.
+here (by the collector, with `blueox.wire.unsafe_type_reason`: the one
+type name rule of `blueox.wire.type_name_problem`); the writer also refuses
+to open any path that would resolve outside the log directory.
 """
 
 import os
@@ -29,25 +30,10 @@ from twisted.logger import Logger
 
 from blueox.oxd.ratelimit import Throttle
 
-__all__ = ["WriterService", "log_file_name", "unsafe_type_reason"]
+__all__ = ["WriterService", "log_file_name"]
 
 SECONDS_PER_HOUR = 3600
 HOURS_PER_DAY = 24
-
-
-def unsafe_type_reason(type_name):
-    """Why ``type_name`` cannot name a log file, or ``None`` when it can.
-
-    Refused: empty names, path separators, a leading dot (``.``, ``..``,
-    hidden files) and control characters.
-    """
-    if not type_name:
-        return "empty_type"
-    if "/" in type_name or "\\" in type_name or type_name[0] == ".":
-        return "unsafe_type"
-    if not type_name.isprintable():
-        return "unsafe_type"
-    return None
 
 
 def log_file_name(type_name, hour_bucket, rotate_hours=None):

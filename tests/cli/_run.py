@@ -1,10 +1,12 @@
 """Run BlueOx's command-line tools as a user does: as separate processes."""
 
 import os
+import select
 import subprocess
 import sys
+import time
 
-__all__ = ["tool_command", "run_tool"]
+__all__ = ["tool_command", "run_tool", "read_until"]
 
 
 def tool_command(name):
@@ -26,3 +28,28 @@ def run_tool(name, *args, input=b"", env=None, cwd=None, timeout=60, **kwargs):
         timeout=timeout,
         **kwargs,
     )
+
+
+def read_until(fd, wanted=None, count=1, timeout=30):
+    """Read ``fd`` (a pseudo-terminal's controller, or a pipe) until ``wanted``
+    was seen ``count`` times, or with None until its other side is closed;
+    return everything read."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted is None or seen.count(wanted) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out waiting for {count} x {wanted!r}; got {seen[-500:]!r}")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the terminal's other side is closed
+            data = b""
+        if not data:
+            if wanted is None:
+                break
+            raise AssertionError(f"output ended before {count} x {wanted!r}; got {seen[-500:]!r}")
+        seen += data
+    return seen

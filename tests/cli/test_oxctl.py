@@ -3,7 +3,6 @@
 import json
 import os
 import pty
-import select
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from blueox.testing import (
     send_events,
     wait_for,
 )
-from tests.cli._run import run_tool, tool_command
+from tests.cli._run import read_until, run_tool, tool_command
 from tests.test_streaming import unanswering_port
 
 
@@ -33,30 +32,6 @@ def write_file(test, content):
     with open(path, "wb") as f:
         f.write(content)
     return path
-
-
-def read_until(fd, wanted=None, count=1, timeout=30):
-    """Read ``fd`` until ``wanted`` was seen ``count`` times (None: until the
-    output ends); return everything read."""
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while wanted is None or seen.count(wanted) < count:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"timed out waiting for {count} x {wanted!r}; got {seen[-500:]!r}")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        try:
-            data = os.read(fd, 65536)
-        except OSError:  # EIO: the terminal's other side is closed
-            data = b""
-        if not data:
-            if wanted is None:
-                break
-            raise AssertionError(f"output ended before {count} x {wanted!r}; got {seen[-500:]!r}")
-        seen += data
-    return seen
 
 
 class OxctlTests(SynchronousTestCase):

@@ -5,21 +5,25 @@ server on loopback."""
 import datetime
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
+import time
 
 from twisted.internet import defer
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError, DNSLookupError
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseNeverReceived
 from treq.testing import StubTreq
 
 import blueox
 from blueox import testing, wire
 from blueox.cli import oxstash
 from tests.cli._bulkserver import BulkHTTPServer, BulkResource, FakeBulkIndex
-from tests.cli._run import run_tool, tool_command
+from tests.cli._run import read_until, run_tool, tool_command
 
 END = 1700000000.5  # 2023-11-14T22:13:20.5Z
 
@@ -183,16 +187,12 @@ class ShipperTests(SynchronousTestCase):
 
     def test_unreachable_nodes_give_up_loudly(self):
         """When no node answers the batch is retried on each node, then reported as given up."""
-        tried = []
-
-        class Refusing:
-            def post(self, url, **kwargs):
-                tried.append(url)
-                return defer.fail(ConnectionRefusedError())
-
+        refusing = Refusing()
+        warnings = []
         shipper = oxstash.BulkShipper(
-            Refusing(), ["http://es1:9200", "http://es2:9200"], self.clock,
+            refusing, ["http://es1:9200", "http://es2:9200"], self.clock,
             self.reports.append, max_retries=2, random=lambda: 1.0,
+            warn=warnings.append,
         )
         d = shipper.ship([oxstash.build_document(make_event(0))])
         self.clock.advance(0.5)
@@ -200,12 +200,133 @@ class ShipperTests(SynchronousTestCase):
         result = self.successResultOf(d)
         self.assertEqual(result.lost, 1)
         self.assertEqual(
-            tried,
+            refusing.tried,
             ["http://es1:9200/_bulk", "http://es2:9200/_bulk", "http://es1:9200/_bulk"],
         )
         self.assertEqual(len(self.reports), 1)
         self.assertIn("gave up on request document", self.reports[0])
-        self.assertIn("Connection was refused", self.reports[0])
+        self.assertIn("after 2 retries: cannot reach http://es1:9200: connection refused",
+                      self.reports[0])
+        self.assertEqual(warnings, [
+            "cannot reach http://es1:9200: connection refused; retrying",
+            "cannot reach http://es2:9200: connection refused; retrying",
+        ])
+        self.assertEqual(result.failure_lines(), [
+            "1 document not indexed: nodes unreachable (http://es1:9200, http://es2:9200)"
+        ])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_outage_costs_one_retry_budget(self):
+        """After a batch is given up for want of a node, later batches get one try and no warning, until a node answers again."""
+        refusing = Refusing()
+        warnings, progress = [], []
+        shipper = oxstash.BulkShipper(
+            refusing, ["http://es1:9200"], self.clock, self.reports.append,
+            max_retries=3, random=lambda: 1.0, warn=warnings.append,
+            progress=progress.append,
+        )
+        first = shipper.ship([oxstash.build_document(make_event(0))])
+        self.clock.pump([0.5, 1.0, 2.0])
+        self.assertEqual(self.successResultOf(first).lost, 1)
+        self.assertEqual(len(refusing.tried), 4)
+        self.assertEqual(progress, [
+            "cannot reach http://es1:9200: connection refused; retry 1 of 3 in 0.5 s "
+            "(1 documents waiting)",
+            "cannot reach http://es1:9200: connection refused; retry 2 of 3 in 1.0 s "
+            "(1 documents waiting)",
+            "cannot reach http://es1:9200: connection refused; retry 3 of 3 in 2.0 s "
+            "(1 documents waiting)",
+            None,
+        ])
+        second = shipper.ship([oxstash.build_document(make_event(n)) for n in (1, 2)])
+        result = self.successResultOf(second)
+        self.assertEqual(len(refusing.tried), 5)
+        self.assertEqual((result.lost, result.failure_lines()), (2, [
+            "2 documents not indexed: node unreachable (http://es1:9200)"
+        ]))
+        self.assertEqual(warnings, [
+            "cannot reach http://es1:9200: connection refused; retrying"
+        ])
+        # The node answers: the next outage gets a whole budget and a warning.
+        refusing.answer = StubTreq(BulkResource(self.index))
+        answered = shipper.ship([oxstash.build_document(make_event(3))])
+        refusing.answer.flush()
+        self.assertEqual(self.successResultOf(answered).indexed, 1)
+        refusing.answer = None
+        third = shipper.ship([oxstash.build_document(make_event(4))])
+        self.assertNoResult(third)
+        self.assertEqual(len(warnings), 2)
+        self.clock.pump([0.5, 1.0, 2.0])
+        self.assertEqual(self.successResultOf(third).lost, 1)
+        self.assertEqual(len(refusing.tried), 10)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_throttling_not_warned(self):
+        """A 429 to the whole request is retried without a warning; a 503 is warned of once."""
+        warnings = []
+        shipper = oxstash.BulkShipper(
+            self.http, ["http://es1:9200"], self.clock, self.reports.append,
+            max_retries=3, random=lambda: 1.0, warn=warnings.append,
+        )
+        self.index.request_failures = [429, 503, 503]
+        d = shipper.ship([oxstash.build_document(make_event(0))])
+        self.http.flush()
+        self.assertEqual(self.advance_until(d).indexed, 1)
+        self.assertEqual(warnings, ["http://es1:9200 answered HTTP 503; retrying"])
+        self.assertEqual(self.reports, [])
+
+    def test_request_failure_kinds(self):
+        """Timeouts, DNS failures and lost connections each read as one plain line naming the node."""
+        cases = [
+            (defer.CancelledError(), "no answer from http://es1:9200 within 10 s",
+             "no answer within 10 s (http://es1:9200)"),
+            (DNSLookupError("es1"), "cannot reach http://es1:9200: host name not found",
+             "node unreachable (http://es1:9200)"),
+            (ResponseNeverReceived([Failure(ConnectionLost("gone"))]),
+             "request to http://es1:9200 failed: Connection to the other side was lost "
+             "in a non-clean fashion: gone",
+             "request to the node failed (http://es1:9200)"),
+        ]
+        for error, message, line in cases:
+            warnings = []
+            shipper = oxstash.BulkShipper(
+                Refusing(error), ["http://es1:9200"], self.clock, self.reports.append,
+                max_retries=0, warn=warnings.append,
+            )
+            result = self.successResultOf(
+                shipper.ship([oxstash.build_document(make_event(0))])
+            )
+            self.assertEqual(warnings, [message])
+            self.assertEqual(result.failure_lines(), ["1 document not indexed: " + line])
+
+    def test_rejections_grouped_by_kind(self):
+        """Rejections are summed up one line per error type, with their reason or an example of it."""
+        self.index.reject = lambda s: (
+            {"type": "mapper_parsing_exception", "reason": f"bad n={s['body']['n']}"}
+            if s["body"]["n"] < 2 else
+            {"type": "illegal_argument_exception", "reason": "too deep"}
+        )
+        result = self.advance_until(self.ship([make_event(n) for n in range(4)]))
+        self.assertEqual(result.failure_lines(), [
+            "2 documents not indexed: rejected by the cluster "
+            "(for example mapper_parsing_exception: bad n=0)",
+            "2 documents not indexed: rejected by the cluster: "
+            "illegal_argument_exception: too deep",
+        ])
+        self.assertEqual(len(self.reports), 4)
+
+    def test_items_given_up(self):
+        """Items still failing with 429 when the retries run out are counted under that status."""
+        events = [make_event(n) for n in range(2)]
+        throttled = oxstash.build_document(events[1]).id
+        self.index.item_failures = {throttled: [429] * 10}
+        result = self.advance_until(self.ship(events))
+        self.assertEqual((result.indexed, result.lost), (1, 1))
+        self.assertEqual(result.failure_lines(), [
+            "1 document not indexed: the cluster still answered 429 after 3 retries: "
+            "es_rejected_execution_exception: rejected execution (status 429)"
+        ])
+        self.assertFalse(self.shipper.outage)
 
     def test_backoff_grows_and_is_capped(self):
         """Backoff doubles from half a second, with jitter, up to thirty seconds."""
@@ -231,6 +352,22 @@ class ShipperTests(SynchronousTestCase):
         )
         shipper.ship([oxstash.build_document(make_event(0))])
         self.assertEqual(seen, [("https://es.example:9243/_bulk", ("ox", "secret"))])
+
+
+class Refusing:
+    """An HTTP client whose requests fail with ``error`` (a refused connection),
+    or go to ``answer`` when one is set."""
+
+    def __init__(self, error=None):
+        self.error = error or ConnectionRefusedError()
+        self.tried = []
+        self.answer = None
+
+    def post(self, url, **kwargs):
+        self.tried.append(url)
+        if self.answer is not None:
+            return self.answer.post(url, **kwargs)
+        return defer.fail(self.error)
 
 
 class ImmediateReactor:
@@ -363,9 +500,8 @@ class OxstashCommandTests(SynchronousTestCase):
         self.index.item_failures = {throttled: [429]}
         result = self.oxstash(events, "--chunk-size", "3", "-p", "ox")
         self.assertEqual(result.returncode, 1)
-        rejected = oxstash.build_document(events[4], index_base="ox").id
         self.assertEqual(result.stderr.decode().splitlines(), [
-            f"oxstash: rejected request document {rejected} for ox-2023.11.14: "
+            "oxstash: 1 document not indexed: rejected by the cluster: "
             "mapper_parsing_exception: bad n",
             "oxstash: 6 documents indexed, 0 already present, 1 rejected, "
             "0 given up, 0 not events",
@@ -376,6 +512,22 @@ class OxstashCommandTests(SynchronousTestCase):
         self.assertEqual(
             sorted(s["body"]["n"] for s in self.index.documents.values()),
             [0, 1, 2, 3, 5, 6],
+        )
+
+    def test_rejections_listed_with_verbose(self):
+        """With -v each rejected document is listed with its id, index and reason."""
+        self.index.reject = lambda s: (
+            {"type": "mapper_parsing_exception", "reason": "bad n"}
+            if s["body"]["n"] == 1 else None
+        )
+        events = [make_event(n) for n in range(3)]
+        result = self.oxstash(events, "-v")
+        self.assertEqual(result.returncode, 1)
+        rejected = oxstash.build_document(events[1]).id
+        self.assertIn(
+            f"oxstash: rejected request document {rejected} for blueox-2023.11.14: "
+            "mapper_parsing_exception: bad n",
+            result.stderr.decode().splitlines(),
         )
 
     def test_index_name_and_type_filter(self):
@@ -389,17 +541,83 @@ class OxstashCommandTests(SynchronousTestCase):
         )
 
     def test_unreachable_node(self):
-        """When Elasticsearch cannot be reached the documents are reported as given up and exit 1."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            dead = "127.0.0.1:%d" % s.getsockname()[1]
-        data = wire.encode_body(make_event(0))
-        result = run_tool("oxstash", "-e", dead, "--max-retries", "0", input=data)
+        """Nothing listening: a warning naming the node at the first failure, one summary line for all 1,200 documents, exit 1, in one retry budget."""
+        dead = closed_port()
+        events = [make_event(n) for n in range(1200)]
+        started = time.monotonic()
+        result = run_tool(
+            "oxstash", "-e", dead, "--max-retries", "1", input=encode(events)
+        )
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.decode().splitlines(), [
+            f"oxstash: cannot reach http://{dead}: connection refused; retrying",
+            f"oxstash: 1200 documents not indexed: node unreachable (http://{dead})",
+            "oxstash: 0 documents indexed, 0 already present, 0 rejected, "
+            "1200 given up, 0 not events",
+        ])
+
+    def test_unreachable_node_verbose(self):
+        """With -v the retries and each document given up are listed too."""
+        dead = closed_port()
+        events = [make_event(n) for n in range(3)]
+        result = run_tool(
+            "oxstash", "-e", dead, "--max-retries", "1", "-v", input=encode(events)
+        )
         self.assertEqual(result.returncode, 1)
         lines = result.stderr.decode().splitlines()
-        self.assertIn("gave up on request document", lines[0])
-        self.assertIn("1 given up", lines[-1])
-        self.assertNotIn("Traceback", result.stderr.decode())
+        self.assertIn(f"oxstash: cannot reach http://{dead}: connection refused; retrying",
+                      lines)
+        self.assertEqual(
+            len([line for line in lines if line.startswith("oxstash: retrying 3 documents")]), 1
+        )
+        given_up = sorted(line for line in lines if "gave up on" in line)
+        self.assertEqual(given_up, sorted(
+            f"oxstash: gave up on request document {oxstash.build_document(e).id} for "
+            f"blueox-2023.11.14 after 1 retries: cannot reach http://{dead}: connection refused"
+            for e in events
+        ))
+        self.assertEqual(lines[-2:], [
+            f"oxstash: 3 documents not indexed: node unreachable (http://{dead})",
+            "oxstash: 0 documents indexed, 0 already present, 0 rejected, "
+            "3 given up, 0 not events",
+        ])
+
+    def test_retries_shown_on_terminal(self):
+        """On a terminal the retry under way is shown on a status line, cleared before the summary."""
+        dead = closed_port()
+        controller, terminal = pty.openpty()
+        self.addCleanup(os.close, controller)
+        process = subprocess.Popen(
+            tool_command("oxstash") + ["-e", dead, "--max-retries", "2"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=terminal,
+        )
+        os.close(terminal)
+        process.stdin.write(encode([make_event(0)]))
+        process.stdin.close()
+        shown = read_until(controller, timeout=60)
+        self.assertEqual(process.wait(timeout=60), 1)
+        process.stdout.close()
+        self.assertRegex(
+            shown,
+            rb"\r\x1b\[Koxstash: cannot reach http://[0-9.:]+: connection refused; "
+            rb"retry 1 of 2 in [0-9.]+ s \(1 documents waiting\)",
+        )
+        self.assertIn(b"retry 2 of 2", shown)
+        self.assertIn(
+            b"\r\x1b[Koxstash: 1 document not indexed: node unreachable", shown
+        )
+
+
+def closed_port():
+    """``127.0.0.1:port`` of a port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return "127.0.0.1:%d" % s.getsockname()[1]
+
+
+def encode(events):
+    return b"".join(wire.encode_body(e) for e in events)
 
 
 class LiveStreamTests(SynchronousTestCase):

@@ -134,6 +134,23 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(dict(self.stats.rejected), {"unsafe_type": 5, "empty_type": 1})
         self.assertEqual(self.sinks.calls, [])
 
+    def test_type_names_refused_by_the_shared_rule(self):
+        """Names with whitespace, glob characters or empty dotted parts are refused as unsafe_type, by the rule clients use too."""
+        names = ["my app", "x*", "x?", "a[1]", "a..b", "request.", "^.db", "a\u00a0b", "a\u200bb"]
+        for name in names:
+            self.assertFalse(wire.is_safe_type_name(name), repr(name))
+            self.collector.message_received([raw_header(name.encode("utf-8")), b"\x80"])
+        self.assertEqual(dict(self.stats.rejected), {"unsafe_type": len(names)})
+        self.assertEqual(self.sinks.calls, [])
+
+    def test_safe_type_names_are_routed(self):
+        """Dotted, dashed and non-ASCII names are accepted and written under their own name."""
+        for name in ["request.db", "nginx_error", "nginx-error", "ünïcode"]:
+            self.collector.message_received([raw_header(name.encode("utf-8")), b"\x80"])
+        written = [call[1] for call in self.sinks.calls if call[0] == "write"]
+        self.assertEqual(written, ["request.db", "nginx_error", "nginx-error", "ünïcode"])
+        self.assertEqual(dict(self.stats.rejected), {})
+
     def test_bad_end_time(self):
         """An end time that is not a date (NaN, negative, past year 9999) is rejected as bad_time."""
         for end in (float("nan"), -1.0, 1e20, float("inf")):

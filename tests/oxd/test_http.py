@@ -731,7 +731,7 @@ class HttpEndToEndTests(OxdTestCase):
     def test_metrics_match_status_after_a_known_load(self):
         """After a known load, /metrics gives received, written, rejected and per-type and per-host counts equal to the load and to STATUS."""
         oxd, base = self.start_with_http(f"--log-path={self.make_log_path()}")
-        quoted_type = 'say "hi", {le="1"} ok'  # a valid file name, hostile to the text format
+        quoted_type = 'say"hi",{le="1"}ok'  # a safe type name, hostile to the text format
         load = {
             ("request", "web1"): 300,
             ("request", "web2"): 100,
