@@ -12,7 +12,21 @@ LOG_PATH ?= var/log/blueox
 # in this checkout). No target may install it another way.
 INSTALL := $(BIN)/pip install --quiet -e
 
-.PHONY: dev test run bench clean
+# Packages (tests/test_packaging.py builds both): `make dist` writes the
+# sdist and the wheel to $(DIST); `make deb` writes
+# $(DIST)/blueox_<version>_<arch>.deb, a virtualenv in /opt/blueox for the
+# system's $(DEB_PYTHON) with oxd.service, built by packaging/build_deb.py
+# with Debian's tools (apt-get installs those missing) and checked by
+# lintian. DEB_FLAGS passes more options to it (--level=1 builds faster).
+DIST ?= dist
+DEB_PYTHON ?= /usr/bin/python3
+DEB_COMPRESS ?= xz
+DEB_FLAGS ?=
+# command:Debian package, for each tool make deb runs.
+DEB_TOOLS := dpkg-deb:dpkg dpkg-shlibdeps:dpkg-dev strip:binutils help2man:help2man lintian:lintian \
+	$(DEB_PYTHON):python3
+
+.PHONY: dev test run bench clean dist deb deb-tools
 
 dev: $(STAMP)
 
@@ -27,7 +41,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 test: dev
-	$(BIN)/trial tests
+	$(BIN)/trial -j2 tests
 
 run: dev
 	mkdir -p $(LOG_PATH)
@@ -38,5 +52,22 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/client_overhead.py
 	$(BIN)/python bench/collector_throughput.py
 
+dist: dev
+	$(BIN)/python -m build --no-isolation --outdir $(DIST) .
+
+deb-tools:
+	@missing=; for tool in $(DEB_TOOLS); do \
+		command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make deb needs:$$missing; installing with apt-get"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+deb: dev deb-tools
+	$(BIN)/python packaging/build_deb.py --python=$(DEB_PYTHON) --output=$(DIST) \
+		--compress=$(DEB_COMPRESS) --lintian $(DEB_FLAGS)
+
 clean:
-	rm -rf $(VENV) _trial_temp* *.egg-info build twisted/plugins/dropin.cache
+	rm -rf $(VENV) _trial_temp* *.egg-info build dist twisted/plugins/dropin.cache

@@ -81,8 +81,11 @@ def configure(host, port, recorder=None, reactor=None, **emitter_options):
     In a process running a Twisted reactor (or when ``reactor`` is given)
     events are sent through the reactor; elsewhere a background thread sends
     them. ``emitter_options`` (``max_events``, ``max_bytes``,
-    ``max_event_bytes``...) tune the queue and the largest event sent. With neither a recorder nor a host, BlueOx goes back to doing
-    nothing.
+    ``max_event_bytes``...) tune the queue and the largest event sent. With
+    neither a recorder nor a host, BlueOx goes back to doing nothing. A
+    host or port that cannot be an address raises `ValueError`
+    (`blueox.ports.parse_address`). `blueox.testing.RecordedEvents` records
+    events in memory for an application's own tests.
     """
     global _emitter, _closed_emitter, _shutdown_trigger
     with _configure_lock:
@@ -96,7 +99,7 @@ def configure(host, port, recorder=None, reactor=None, **emitter_options):
 
             if reactor is None:
                 reactor = _running_reactor()
-            _emitter = Emitter(f"{host}:{port}", reactor=reactor, **emitter_options)
+            _emitter = Emitter(ports.format_address(host, port), reactor=reactor, **emitter_options)
             _emitter.start()
             _context_mod._recorder_function = _emitter.record
             if reactor is not None:

@@ -24,6 +24,8 @@ __all__ = [
     "LogDataError",
     "OxdUnavailable",
     "control_request",
+    "MAP_HEADERS",
+    "read_chunks",
 ]
 
 READ_SIZE = 64 * 1024
@@ -38,8 +40,9 @@ def default_host(host=None):
 
 _READ_OPTIONS = dict(raw=False, strict_map_key=False, unicode_errors="replace")
 
-# The first byte of a msgpack map: fixmap, map 16, map 32.
-_MAP_HEADERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+# The first byte of a msgpack map (fixmap, map 16, map 32): how every event
+# oxd writes starts.
+MAP_HEADERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 
 
 class LogDataError(ValueError):
@@ -99,7 +102,7 @@ def decode_stream(stream, strict=False):
                 break
             except (ValueError, TypeError) as error:
                 position = held_at + start
-                if strict and held[start] not in _MAP_HEADERS:
+                if strict and held[start] not in MAP_HEADERS:
                     raise LogDataError(position) from error
                 size, event = _decode_leniently(bytes(held[start:]), error, position)
                 if size is False:
@@ -125,10 +128,10 @@ def decode_stream(stream, strict=False):
         del held[:drop]
         held_at += drop
         base = object_start
-        if strict and held and held[0] not in _MAP_HEADERS:
+        if strict and held and held[0] not in MAP_HEADERS:
             raise LogDataError(held_at)
     if strict and held:
-        raise LogDataError(held_at, truncated=held[0] in _MAP_HEADERS)
+        raise LogDataError(held_at, truncated=held[0] in MAP_HEADERS)
 
 
 _SKIPPED = object()
@@ -170,7 +173,8 @@ def _decode_leniently(data, error, position):
         return size, _SKIPPED
 
 
-def _read_chunks(binary_file):
+def read_chunks(binary_file):
+    """Yield what ``binary_file`` holds, as it comes, in chunks of at most 64 KiB."""
     read = getattr(binary_file, "read1", binary_file.read)
     while True:
         data = read(READ_SIZE)
@@ -181,7 +185,7 @@ def _read_chunks(binary_file):
 
 def stdin_stream():
     """Events decoded from standard input."""
-    return decode_stream(_read_chunks(sys.stdin.buffer))
+    return decode_stream(read_chunks(sys.stdin.buffer))
 
 
 def subscribe_stream(control_host, subscribe):

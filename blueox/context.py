@@ -19,18 +19,21 @@ The full name must follow the type name rule of `blueox.wire.type_name_problem`
 (no whitespace, path separators, glob characters, control characters or
 empty dotted parts): a `Context` with a name that breaks it raises
 `ValueError` when it is created, as a malformed relative name does, so an
-application's own tests find it even before BlueOx is configured.
+application's own tests find it even before BlueOx is configured. The
+naming rules live in `blueox._context_names`.
 """
 
 import contextvars
 import functools
 import logging
-import os
 import random
-import socket
 import time
 
-from . import utils, wire
+from . import _process, utils, wire
+from ._context_names import closest_in as _closest_in
+from ._context_names import find_in as _find_in
+from ._context_names import resolve_name as _resolve_name
+from ._context_names import top_names as _top_names
 
 __all__ = [
     "Context",
@@ -51,17 +54,6 @@ log = logging.getLogger(__name__)
 _recorder_function = None
 
 _stack = contextvars.ContextVar("blueox_contexts", default=())
-
-_host = socket.gethostname()
-_pid = os.getpid()
-
-
-def _refresh_pid():
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_refresh_pid)
 
 _time = time.time
 _random = random.random
@@ -91,80 +83,6 @@ def _new_id_second(second):
     global _id_second, _id_prefix
     _id_prefix = "%08x" % (second & 0xFFFFFFFF)
     _id_second = second
-
-
-def _rebuild_name(parent_name, relative):
-    """Join a relative name (without its leading dot) under ``parent_name``.
-
-    If the parent already holds the relative name's first part, the name is
-    rebuilt from the last such part instead of repeating it.
-    """
-    parent_parts = parent_name.split(".")
-    first = relative.split(".", 1)[0]
-    for index in range(len(parent_parts) - 1, -1, -1):
-        if parent_parts[index] == first:
-            return ".".join(parent_parts[:index] + [relative])
-    return f"{parent_name}.{relative}"
-
-
-def _shared_parts(a_parts, b_parts):
-    count = 0
-    for a, b in zip(a_parts, b_parts):
-        if a != b:
-            break
-        count += 1
-    return count
-
-
-# Names already checked as valid names of a top-level context.
-_TOP_NAMES_SIZE = 1024
-_top_names = {}
-# Full names already found safe by the type name rule (as many at most).
-_safe_names = {}
-
-
-def _resolve_name(type_name, stack):
-    """The full name and the parent of a new context named ``type_name``."""
-    if not isinstance(type_name, str) or not type_name:
-        raise ValueError(f"type name must be a non-empty string, not {type_name!r}")
-    parent = None
-    if type_name[0] == ".":
-        if type_name.startswith(".."):
-            raise ValueError(f"type name {type_name!r} can't start with '..'")
-        parent = stack[-1] if stack else None
-        name = _rebuild_name(parent.name, type_name[1:]) if parent else type_name[1:]
-    elif type_name[0] == "^":
-        if not type_name.startswith("^.") or type_name.startswith("^.."):
-            raise ValueError(f"top-level type name {type_name!r} must start with '^.'")
-        parent = stack[0] if stack else None
-        name = _rebuild_name(parent.name, type_name[2:]) if parent else type_name[2:]
-    else:
-        name = type_name
-        if stack:
-            closest = _closest_in(stack, name)
-            if closest is not None:
-                if closest.name == name:
-                    log.warning("context %r opened inside an open context of the same name", name)
-                if name == closest.name or name.startswith(closest.name + "."):
-                    parent = closest
-    # The full name must be safe as a file name; its length is left to the
-    # emitter, which logs and counts an over-long name (SPEC section 3).
-    if name not in _safe_names:
-        problem = wire.type_name_problem(name, max_bytes=None)
-        if problem is not None:
-            if name == type_name:
-                raise ValueError(f"bad type name {type_name!r}: {problem}")
-            raise ValueError(f"bad type name {type_name!r}: {name!r} {problem}")
-        if len(_safe_names) >= _TOP_NAMES_SIZE:
-            _safe_names.clear()
-        _safe_names[name] = True
-    if parent is None and name == type_name:
-        # A valid top-level name: the next context of this name, with no
-        # context open, skips these checks.
-        if len(_top_names) >= _TOP_NAMES_SIZE:
-            _top_names.clear()
-        _top_names[name] = True
-    return name, parent
 
 
 class Context:
@@ -291,16 +209,10 @@ class Context:
         utils.set_deep(self.data, key, utils.get_deep(self.data, key, 0) + value)
 
     def to_dict(self):
-        """The event as sent: id, type, host, pid, start, end and body."""
-        return {
-            "id": self.id,
-            "type": self.name,
-            "host": _host,
-            "pid": _pid,
-            "start": self.start_time,
-            "end": _time(),
-            "body": self.data,
-        }
+        """The event as sent, ending now (`blueox.wire.event_map`): id, type, host, pid, start, end and body."""
+        return wire.event_map(
+            self.id, self.name, _process.host, _process.pid, self.start_time, _time(), self.data
+        )
 
     def start(self):
         """Open the context: push it on the current stack and allow writes."""
@@ -349,32 +261,6 @@ class Context:
 
     def __repr__(self):
         return f"<blueox.Context {self.name!r} id={self.id!r}>"
-
-
-def _find_in(stack, name):
-    for context in reversed(stack):
-        if context.name == name:
-            return context
-    return None
-
-
-def _closest_in(stack, name):
-    """The open context sharing the longest run of leading dotted parts with ``name``.
-
-    On a tie a context whose whole name prefixes ``name`` wins, then the
-    innermost.
-    """
-    parts = name.split(".")
-    best, best_key = None, (0, False)
-    for context in reversed(stack):
-        context_parts = context.name.split(".")
-        shared = _shared_parts(parts, context_parts)
-        if shared == 0:
-            continue
-        key = (shared, shared == len(context_parts))
-        if key > best_key:
-            best, best_key = context, key
-    return best
 
 
 def current_context():

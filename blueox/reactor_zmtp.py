@@ -26,11 +26,14 @@ Twisted is imported here, never by `blueox` itself: applications that
 do not run a reactor do not pay for it.
 """
 
+import random as _random
+
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
 from zope.interface import implementer
 
 from blueox import zmtp
+from blueox._backoff import Backoff
 
 __all__ = ["ZmtpClientProtocol", "ZmtpClientFactory", "Reconnector"]
 
@@ -137,19 +140,20 @@ class ZmtpClientFactory(ClientFactory):
 
 class Reconnector:
     """Connects a new ``factory()`` to ``host``:``port``; after a failure, again
-    later, the delay doubling from ``first`` up to ``most`` until `succeeded`.
+    later, the delay doubling from ``first`` up to ``most`` until `succeeded`,
+    each shortened at random by up to ``jitter`` of itself (`blueox._backoff`).
 
     With ``tls`` (an ``IOpenSSLClientConnectionCreator``) the connection is
     TLS. ``connector`` is the last connection attempt's (for ``disconnect``).
     """
 
-    def __init__(self, reactor, host, port, factory, first, most, timeout, tls=None):
+    def __init__(self, reactor, host, port, factory, first, most, timeout, tls=None,
+                 jitter=0.0, random=_random.random):
         self._reactor = reactor
         self._host = host
         self._port = port
         self._factory = factory
-        self._first = first
-        self._most = most
+        self._backoff = Backoff(first, most, jitter, random)
         self._timeout = timeout
         self._tls = tls
         if tls is not None:
@@ -157,7 +161,6 @@ class Reconnector:
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
             self._tls_factory = TLSMemoryBIOFactory
-        self._delay = first
         self._retry = None
         self.connector = None
         self.stopped = False
@@ -178,13 +181,11 @@ class Reconnector:
         """Try again after the next delay, unless a try is already scheduled."""
         if self.stopped or self._retry is not None:
             return
-        delay = self._delay
-        self._delay = min(delay * 2, self._most)
-        self._retry = self._reactor.callLater(delay, self.connect)
+        self._retry = self._reactor.callLater(self._backoff.delay(), self.connect)
 
     def succeeded(self):
         """A connection worked: the next failure is retried after ``first`` again."""
-        self._delay = self._first
+        self._backoff.reset()
 
     def stop(self):
         """No more tries."""

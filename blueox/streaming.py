@@ -16,7 +16,8 @@ so that each way of failing is known at once and told apart, each an
 `subscribe_stream` (re-exported as ``blueox.client.subscribe_stream``, as in
 BlueOx 0.11) asks the control port for the stream port and yields live
 events, optionally filtered by type name: ``'request*'`` is a prefix,
-anything else an exact name.
+anything else an exact name (`type_matcher`, the one reading of a type
+filter, which the tools use too).
 
 These are blocking helpers for scripts and command-line tools; they do not
 use the reactor.
@@ -45,6 +46,7 @@ __all__ = [
     "control_request",
     "stream_address",
     "parse_type_filter",
+    "type_matcher",
     "type_matches",
     "subscribe_stream",
 ]
@@ -253,7 +255,10 @@ def stream_address(control_host, timeout=DEFAULT_TIMEOUT, context=None):
 
 
 def parse_type_filter(type_filter):
-    """``(prefix, exact)`` for a filter: ``'a*'`` -> ``('a', False)``."""
+    """``(prefix, exact)`` for a filter: ``'a*'`` -> ``('a', False)``.
+
+    No filter (None or ``''``) and ``'*'`` are the empty prefix: every type.
+    """
     if not type_filter:
         return "", False
     if type_filter.endswith("*"):
@@ -261,12 +266,24 @@ def parse_type_filter(type_filter):
     return type_filter, True
 
 
-def type_matches(type_name, type_filter):
-    """Whether ``type_name`` passes ``type_filter`` (None passes everything)."""
+def type_matcher(type_filter):
+    """A predicate telling whether a type name passes ``type_filter``.
+
+    ``'request*'`` passes every name starting ``request``, any other filter
+    only itself, no filter (None, ``''``, ``'*'``) everything. A name that is
+    not a string (an event without a proper type) passes only no filter.
+    """
     prefix, exact = parse_type_filter(type_filter)
     if exact:
-        return type_name == prefix
-    return type_name.startswith(prefix)
+        return lambda name: name == prefix
+    if not prefix:
+        return lambda name: True
+    return lambda name: isinstance(name, str) and name.startswith(prefix)
+
+
+def type_matches(type_name, type_filter):
+    """Whether ``type_name`` passes ``type_filter`` (see `type_matcher`)."""
+    return type_matcher(type_filter)(type_name)
 
 
 def subscribe_stream(

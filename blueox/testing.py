@@ -1,5 +1,7 @@
-"""Helpers for testing code that talks to oxd, with a real ``twistd blueox``.
+"""Helpers for testing code that uses BlueOx, in memory or with a real ``twistd blueox``.
 
+* `RecordedEvents` configures BlueOx to keep every event in memory, for an
+  application's own tests (as ``treq.testing`` ships its fakes).
 * `OxdProcess` starts oxd as a subprocess on free loopback ports and waits
   until it answers on its control port; ``stop()`` sends SIGTERM.
 * `send_events` pushes events to a collection port from this process;
@@ -17,15 +19,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import msgpack
-import zmq
 
+import blueox
 from blueox import ports, wire
 from blueox.streaming import OxdUnavailable, control_request
 
 __all__ = [
+    "RecordedEvents",
     "free_port",
     "wait_for",
     "make_event",
@@ -37,6 +41,92 @@ __all__ = [
     "twistd_command",
     "OxdProcess",
 ]
+
+
+class RecordedEvents:
+    """BlueOx configured to keep every event in memory, for an application's own tests.
+
+    ::
+
+        from blueox.testing import RecordedEvents
+
+        def test_checkout(self):
+            with RecordedEvents() as events:
+                checkout(cart)
+            event = events.only("checkout")
+            self.assertEqual(event["body"]["items"], 3)
+
+    Each event is the map the client sends (`blueox.wire.event_map`: ``id``,
+    ``type``, ``host``, ``pid``, ``start``, ``end``, ``body``), taken when
+    its context closes; sampled-out contexts are not sent, so not recorded.
+    `start` (or entering the ``with`` block) replaces BlueOx's configuration,
+    as `blueox.configure` does; `stop` (or leaving the block) leaves BlueOx
+    unconfigured and forgets the open contexts. Events from any thread are
+    kept, in the order their contexts closed. In a test case:
+    ``self.events = RecordedEvents().start()`` then
+    ``self.addCleanup(self.events.stop)``.
+    """
+
+    def __init__(self):
+        self.events = []
+        self._lock = threading.Lock()
+        self._recording = False
+
+    def record(self, context):
+        """The recorder BlueOx calls with each closing context."""
+        event = context.to_dict()
+        with self._lock:
+            self.events.append(event)
+
+    def start(self):
+        """Record from now on; returns self."""
+        blueox.configure(None, None, recorder=self.record)
+        self._recording = True
+        return self
+
+    def stop(self):
+        """Stop recording: BlueOx is unconfigured again (safe to call twice)."""
+        if self._recording:
+            self._recording = False
+            blueox.configure(None, None)
+            blueox.clear_contexts()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def types(self):
+        """The type of each event, in order."""
+        return [event["type"] for event in self.events]
+
+    def of_type(self, type_name):
+        """The events of ``type_name``, in order."""
+        return [event for event in self.events if event["type"] == type_name]
+
+    def only(self, type_name):
+        """The one event of ``type_name``; `AssertionError` unless there is exactly one."""
+        found = self.of_type(type_name)
+        if len(found) != 1:
+            raise AssertionError(
+                f"expected one {type_name!r} event, found {len(found)} among {self.types()}"
+            )
+        return found[0]
+
+    def clear(self):
+        """Forget the events recorded so far."""
+        with self._lock:
+            del self.events[:]
+
+    def __len__(self):
+        return len(self.events)
+
+    def __iter__(self):
+        return iter(list(self.events))
+
+    def __getitem__(self, index):
+        return self.events[index]
 
 
 def free_port():
@@ -80,6 +170,8 @@ def send_events(collect_host, events, timeout=10.0):
 
     Waits up to ``timeout`` seconds for ZeroMQ to hand everything over.
     """
+    import zmq
+
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     try:

@@ -21,6 +21,14 @@ _parts_cache = {}
 _set_paths = {}
 
 
+def _remember(cache, key, value):
+    """Keep ``value`` under ``key`` in ``cache`` (emptied when full); return it."""
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def _parts(key):
     """The parts of a dotted key, as a tuple; integer-looking parts become ints."""
     if "." not in key:
@@ -29,11 +37,7 @@ def _parts(key):
         return _parts_cache[key]
     except KeyError:
         pass
-    parts = tuple([_part(part) for part in key.split(".")])
-    if len(_parts_cache) >= _CACHE_SIZE:
-        _parts_cache.clear()
-    _parts_cache[key] = parts
-    return parts
+    return _remember(_parts_cache, key, tuple([_part(part) for part in key.split(".")]))
 
 
 def _set_path(key):
@@ -46,11 +50,7 @@ def _set_path(key):
     for elem in parts[:-1]:
         if isinstance(elem, int):
             return None
-    path = (parts[:-1], parts[-1])
-    if len(_set_paths) >= _CACHE_SIZE:
-        _set_paths.clear()
-    _set_paths[key] = path
-    return path
+    return _remember(_set_paths, key, (parts[:-1], parts[-1]))
 
 
 class ParsedKey:

@@ -8,19 +8,15 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 import blueox
+from blueox.testing import RecordedEvents
 
 
 class PropagationMixin:
     def setUp(self):
-        self.recorded = []
-        self.lock = threading.Lock()
-        blueox.configure(None, None, recorder=self.record)
-        self.addCleanup(blueox.configure, None, None)
+        self.events = RecordedEvents().start()
+        self.addCleanup(self.events.stop)
         self.addCleanup(blueox.clear_contexts)
-
-    def record(self, context):
-        with self.lock:
-            self.recorded.append(context.to_dict())
+        self.recorded = self.events.events
 
     def assert_children_match_parents(self, count):
         """Every request.db event carries the id of the request that made it."""

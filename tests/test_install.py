@@ -233,7 +233,7 @@ class OxdCommandTests(SynchronousTestCase):
         config = oxd._ServerOptions()
         config.parseOptions(["--nodaemon", "--pidfile=", "blueox", "--rotate-hours=2"])
         self.assertEqual(config.subCommand, "blueox")
-        self.assertIsInstance(config.subOptions, tap.Options)
+        self.assertIsInstance(config.subOptions, tap.OxdOptions)
         self.assertEqual(config.subOptions["rotate-hours"], 2)
         self.assertEqual(config.loadedPlugins["blueox"].module, "blueox.oxd.tap")
 

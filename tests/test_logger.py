@@ -6,14 +6,13 @@ import logging.config
 from twisted.trial.unittest import SynchronousTestCase
 
 import blueox
+from blueox.testing import RecordedEvents
 
 
 class LogHandlerTests(SynchronousTestCase):
     def setUp(self):
-        self.recorded = []
-        blueox.configure(None, None, recorder=self.recorded.append)
-        self.addCleanup(blueox.configure, None, None)
-        self.addCleanup(blueox.clear_contexts)
+        self.events = RecordedEvents().start()
+        self.addCleanup(self.events.stop)
         self.logger = logging.getLogger("app.test_logger")
         self.logger.propagate = False
         self.logger.setLevel(logging.DEBUG)
@@ -25,19 +24,19 @@ class LogHandlerTests(SynchronousTestCase):
         """A record inside a request becomes 'request.log' with the request's id."""
         with blueox.Context("request", "rid"):
             self.logger.info("hello %s", "world")
-        log_event = self.recorded[0]
-        self.assertEqual(log_event.name, "request.log")
-        self.assertEqual(log_event.id, "rid")
+        log_event = self.events[0]
+        self.assertEqual(log_event["type"], "request.log")
+        self.assertEqual(log_event["id"], "rid")
         self.assertEqual(
-            log_event.data,
+            log_event["body"],
             {"name": "app.test_logger", "level": "INFO", "msg": "hello world"},
         )
 
     def test_record_outside_context(self):
         """A record with no open context becomes a top-level 'log' event."""
         self.logger.warning("alone")
-        self.assertEqual(self.recorded[0].name, "log")
-        self.assertEqual(self.recorded[0].data["level"], "WARNING")
+        self.assertEqual(self.events[0]["type"], "log")
+        self.assertEqual(self.events[0]["body"]["level"], "WARNING")
 
     def test_exception_traceback(self):
         """logger.exception records the formatted traceback under 'exception'."""
@@ -46,7 +45,7 @@ class LogHandlerTests(SynchronousTestCase):
                 raise ZeroDivisionError("no")
             except ZeroDivisionError:
                 self.logger.exception("failed")
-        data = self.recorded[0].data
+        data = self.events[0]["body"]
         self.assertEqual(data["msg"], "failed")
         self.assertIn("Traceback (most recent call last)", data["exception"])
         self.assertIn("ZeroDivisionError: no", data["exception"])
@@ -57,7 +56,7 @@ class LogHandlerTests(SynchronousTestCase):
         self.handler.type_name = ".applog"
         with blueox.Context("request"):
             self.logger.error("x")
-        self.assertEqual(self.recorded[0].name, "request.applog")
+        self.assertEqual(self.events[0]["type"], "request.applog")
 
     def test_own_loggers_skipped(self):
         """Records from blueox's own loggers never become events."""
@@ -67,7 +66,7 @@ class LogHandlerTests(SynchronousTestCase):
         own.propagate = False
         self.addCleanup(setattr, own, "propagate", True)
         own.error("queue full")
-        self.assertEqual(self.recorded, [])
+        self.assertEqual(list(self.events), [])
 
     def test_dict_config_class_path(self):
         """'class': 'blueox.LogHandler' works in a logging dictConfig."""
@@ -91,7 +90,7 @@ class LogHandlerTests(SynchronousTestCase):
             logger.debug("dropped by level")
             logger.info("kept")
         self.assertEqual(
-            [c.data["msg"] for c in self.recorded if c.name == "request.log"], ["kept"]
+            [event["body"]["msg"] for event in self.events.of_type("request.log")], ["kept"]
         )
 
 
@@ -109,14 +108,12 @@ class ReadmeExampleTests(SynchronousTestCase):
         root = logging.getLogger("")
         saved = root.level, list(root.handlers)
         self.addCleanup(lambda: (root.setLevel(saved[0]), root.handlers.__setitem__(slice(None), saved[1])))
-        recorded = []
-        blueox.configure(None, None, recorder=recorded.append)
-        self.addCleanup(blueox.configure, None, None)
-        self.addCleanup(blueox.clear_contexts)
+        events = RecordedEvents().start()
+        self.addCleanup(events.stop)
         exec(code, {"blueox": blueox})
         with blueox.Context("request"):
             logging.getLogger("app.readme").info("an info record")
-        self.assertEqual([e.data.get("msg") for e in recorded if e.name == "request.log"],
+        self.assertEqual([e["body"].get("msg") for e in events.of_type("request.log")],
                          ["an info record"])
 
 

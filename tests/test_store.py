@@ -1,107 +1,14 @@
-"""Tests for blueox.store: log file names, filters, zipping, and S3 reads."""
+"""Tests for blueox.store: date arguments, filters, zipping and pruning, finding files locally and in S3, and S3 errors."""
 
 import bz2
-import collections
-import datetime
-import io
-import logging
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-import msgpack
-
 from blueox import _s3 as store_s3
 from blueox import store
-from blueox.cli._progress import Progress, format_bytes
 from tests import _s3server
-
-D = datetime.date
-DT = datetime.datetime
-
-
-def write_file(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    return path
-
-
-class CapturedWarnings(logging.Handler):
-    """Collects blueox.store's log records for the length of a test."""
-
-    def __init__(self, test):
-        super().__init__()
-        self.messages = []
-        logger = logging.getLogger("blueox.store")
-        logger.addHandler(self)
-        self.patch_propagate = logger.propagate
-        logger.propagate = False
-        test.addCleanup(logger.removeHandler, self)
-        test.addCleanup(setattr, logger, "propagate", self.patch_propagate)
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-class LogFileNameTests(SynchronousTestCase):
-    def test_daily_name(self):
-        """A daily file name parses into its type and date and back."""
-        lf = store.LogFile.from_filename("/var/log/blueox/20140229/request-20140228.log")
-        self.assertEqual(
-            (lf.type_name, lf.host, lf.dt, lf.date, lf.bzip),
-            ("request", None, None, D(2014, 2, 28), False),
-        )
-        self.assertEqual(lf.file_name, "request-20140228.log")
-        self.assertEqual(lf.file_path, "20140228/request-20140228.log")
-
-    def test_hourly_name(self):
-        """An hourly file name parses into a datetime and sorts by its hour."""
-        lf = store.LogFile.from_filename("request-2014022810.log.bz2")
-        self.assertEqual(lf.dt, DT(2014, 2, 28, 10))
-        self.assertEqual(lf.date, D(2014, 2, 28))
-        self.assertTrue(lf.bzip)
-        self.assertEqual(lf.sort_dt, DT(2014, 2, 28, 10))
-        self.assertEqual(lf.file_name, "request-2014022810.log.bz2")
-
-    def test_daily_sort_dt(self):
-        """A daily file sorts at midnight of its date."""
-        lf = store.LogFile("request", date=D(2014, 2, 28))
-        self.assertEqual(lf.sort_dt, DT(2014, 2, 28))
-
-    def test_dashed_type_and_fqdn_host(self):
-        """Type names with dashes and hosts that are FQDNs with dashes survive."""
-        name = "nginx-error-2014022810-web-1.example.com.log.bz2"
-        lf = store.LogFile.from_filename(name)
-        self.assertEqual(lf.type_name, "nginx-error")
-        self.assertEqual(lf.host, "web-1.example.com")
-        self.assertEqual(lf.dt, DT(2014, 2, 28, 10))
-        self.assertEqual(lf.file_name, name)
-
-    def test_host_with_digits(self):
-        """A host that starts with digits is not taken for part of the date."""
-        lf = store.LogFile.from_filename("request.db-20140228-10.0.0.1.log")
-        self.assertEqual(
-            (lf.type_name, lf.date, lf.dt, lf.host),
-            ("request.db", D(2014, 2, 28), None, "10.0.0.1"),
-        )
-
-    def test_not_log_files(self):
-        """Names that are not log files raise ValueError."""
-        for name in ["README", "request.log", "request-2014.log", "-20140228.log",
-                     "request-20141340.log", "request-20140228.log.gz"]:
-            self.assertRaises(ValueError, store.LogFile.from_filename, name)
-
-    def test_needs_a_date(self):
-        """A LogFile without date or datetime is refused."""
-        self.assertRaises(ValueError, store.LogFile, "request")
-
-    def test_build_remote(self):
-        """A local file becomes an S3 file named with the uploading host."""
-        local = store.LocalLogFile("request", date=D(2014, 2, 28), bzip=True)
-        remote = local.build_remote("web1")
-        self.assertIsInstance(remote, store.S3LogFile)
-        self.assertEqual(remote.file_path, "20140228/request-20140228-web1.log.bz2")
+from tests._store import CapturedWarnings, D, DT, write_file
 
 
 class DateTests(SynchronousTestCase):
@@ -220,6 +127,28 @@ class LocalFileTests(SynchronousTestCase):
         (lf,) = store.list_log_files(self.log_path)
         self.assertEqual(b"".join(lf.local_stream(self.log_path)), b"first second")
 
+    def test_cut_short_bz2(self):
+        """A bz2 file that ends inside a stream raises DecompressionError after the bytes before the cut."""
+        path = os.path.join(self.log_path, "20140308", "request-20140308.log.bz2")
+        whole = bz2.compress(b"first ") + bz2.compress(os.urandom(50_000))
+        write_file(path, whole[:-100])
+        (lf,) = store.list_log_files(self.log_path)
+        seen = []
+        with self.assertRaises(store.DecompressionError) as caught:
+            for chunk in lf.local_stream(self.log_path):
+                seen.append(chunk)
+        self.assertEqual(str(caught.exception), "bz2 data cut short")
+        self.assertTrue(b"".join(seen).startswith(b"first "))
+
+    def test_bad_bz2(self):
+        """A .bz2 file that is not bz2 data raises DecompressionError naming the kind."""
+        path = os.path.join(self.log_path, "20140308", "request-20140308.log.bz2")
+        write_file(path, b"BZh9" + b"\x00" * 100)
+        (lf,) = store.list_log_files(self.log_path)
+        with self.assertRaises(store.DecompressionError) as caught:
+            b"".join(lf.local_stream(self.log_path))
+        self.assertTrue(str(caught.exception).startswith("bad bz2 data ("), caught.exception)
+
     def test_find_log_files_in_path(self):
         """Only the type asked for, in the range (hour-aligned), comes back in order."""
         for name in [
@@ -328,91 +257,6 @@ class S3Tests(SynchronousTestCase):
         self.assertIn("does not exist", str(error))
 
 
-def event_at(label, seconds, **extra):
-    """A msgpack event ending ``seconds`` after 2014-03-02 03:00 UTC."""
-    end = DT(2014, 3, 2, 3, tzinfo=datetime.timezone.utc).timestamp() + seconds
-    return msgpack.packb(dict({"id": label, "end": end}, **extra), use_bin_type=True)
-
-
-class EventsInTimeRangeTests(SynchronousTestCase):
-    START = DT(2014, 3, 2, 3, 1)
-    END = DT(2014, 3, 2, 3, 2)
-
-    def filtered(self, chunks, counts=None):
-        return b"".join(
-            store.events_in_time_range(chunks, self.START, self.END, "f.log", counts)
-        )
-
-    def test_keeps_events_ending_in_range(self):
-        """Events ending in [start, end] pass byte for byte; others and those without end are counted out."""
-        kept = [event_at("first", 60), event_at("mid", 90.5, body={"k": [1, {"x": b"\xff"}]}),
-                event_at("last", 120)]
-        data = (
-            event_at("early", 59.999) + kept[0] + kept[1]
-            + msgpack.packb({"id": "no end"}) + msgpack.packb({"end": "soon"})
-            + kept[2] + event_at("late", 120.001)
-        )
-        counts = collections.Counter()
-        self.assertEqual(self.filtered([data], counts), b"".join(kept))
-        self.assertEqual(counts, {"in_range": 3, "outside": 2, "no_end": 2})
-        # The same at every chunk size, events split across chunks.
-        for size in (1, 2, 7, 64):
-            chunks = [data[i : i + size] for i in range(0, len(data), size)]
-            self.assertEqual(self.filtered(chunks), b"".join(kept))
-
-    def test_any_map_key(self):
-        """A map with keys Python cannot hash (a list, a map) is read, not refused."""
-        packer = msgpack.Packer()
-        event = (
-            packer.pack_map_header(3) + packer.pack("end") + packer.pack(event_end(70))
-            + packer.pack([1, 2]) + packer.pack("list key")
-            + packer.pack({"a": 1}) + packer.pack("map key")
-        )
-        self.assertEqual(self.filtered([event]), event)
-
-    def test_streams(self):
-        """Output comes as input is read: the first events are out before the rest is read."""
-        pulled = []
-
-        def chunks():
-            for n in range(1000):
-                pulled.append(n)
-                yield event_at(n, 60 + n % 60)
-
-        output = store.events_in_time_range(chunks(), self.START, self.END)
-        self.assertEqual(next(output), event_at(0, 60))
-        self.assertEqual(pulled, [0])
-
-    def test_not_msgpack_maps(self):
-        """Data that is not msgpack maps raises InvalidLogDataError naming the byte, after the good events."""
-        good = event_at("a", 70)
-        for bad in [b"\xc1", b"\x01\x02", msgpack.packb([1, 2]), b"hello world"]:
-            output = store.events_in_time_range([good + bad], self.START, self.END, "x.log")
-            error = self.assertRaises(store.InvalidLogDataError, list, output)
-            self.assertEqual(
-                str(error), f"x.log: not a BlueOx msgpack log at byte {len(good)}"
-            )
-        output = store.events_in_time_range([good, b"\xc1"], self.START, self.END, "x.log")
-        self.assertEqual(next(output), good)
-        self.assertRaises(store.InvalidLogDataError, next, output)
-
-    def test_cut_short(self):
-        """An event cut short at the end (a file being written) is left out with a warning."""
-        warnings = CapturedWarnings(self)
-        good = event_at("a", 70)
-        partial = event_at("b", 80)[:-3]
-        self.assertEqual(self.filtered([good + partial]), good)
-        self.assertEqual(
-            warnings.messages,
-            [f"f.log ends inside an event ({len(partial)} bytes from byte {len(good)} "
-             "left out; still being written?)"],
-        )
-
-
-def event_end(seconds):
-    return DT(2014, 3, 2, 3, tzinfo=datetime.timezone.utc).timestamp() + seconds
-
-
 class EndpointUrlTests(SynchronousTestCase):
     def test_problems(self):
         """Only http(s) URLs with a host are endpoints; a bare host:port suggests http://."""
@@ -478,45 +322,3 @@ class DescribeErrorTests(SynchronousTestCase):
             store.describe_s3_error(denied, "b1"),
         ]:
             self.assertNotIn("\n", message)
-
-
-class FakeTerminal(io.StringIO):
-    def __init__(self, tty):
-        super().__init__()
-        self.tty = tty
-
-    def isatty(self):
-        return self.tty
-
-
-class ProgressTests(SynchronousTestCase):
-    def test_terminal(self):
-        """On a terminal progress shows files and bytes done, rate-limited."""
-        now = [0.0]
-        out = FakeTerminal(True)
-        progress = Progress("zip", 2, 3_000_000, stream=out, clock=lambda: now[0])
-        progress.add_bytes(1_000_000)
-        progress.add_bytes(500_000)  # within the interval: not drawn
-        self.assertEqual(out.getvalue().count("\r"), 1)
-        now[0] = 1.0
-        progress.file_done()
-        progress.add_bytes(1_500_000)
-        progress.file_done()
-        progress.finish()
-        self.assertTrue(out.getvalue().endswith("zip: 2/2 files, 3.0 MB/3.0 MB\n"))
-
-    def test_pipe(self):
-        """When the stream is not a terminal nothing at all is written."""
-        out = FakeTerminal(False)
-        progress = Progress("zip", 1, 10, stream=out)
-        progress.add_bytes(10)
-        progress.file_done()
-        progress.finish()
-        self.assertEqual(out.getvalue(), "")
-
-    def test_format_bytes(self):
-        """Byte counts read as B, kB, MB, GB."""
-        self.assertEqual(
-            [format_bytes(n) for n in (512, 3200, 40_500_000, 2e12)],
-            ["512 B", "3.2 kB", "40.5 MB", "2000.0 GB"],
-        )

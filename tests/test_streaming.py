@@ -1,5 +1,6 @@
-"""Tests for blueox.streaming.control_request: replies, and each way of failing
-told apart quickly, against real sockets on the loopback interface."""
+"""Tests for blueox.streaming: control_request's replies, and each way of
+failing told apart quickly, against real sockets on the loopback interface;
+and the one reading of a type filter."""
 
 import socket
 import threading
@@ -18,7 +19,10 @@ from blueox.streaming import (
     OxdTimeout,
     OxdUnavailable,
     control_request,
+    parse_type_filter,
     stream_address,
+    type_matcher,
+    type_matches,
 )
 from blueox.testing import free_port
 
@@ -242,3 +246,37 @@ class ControlRequestTests(SynchronousTestCase):
         self.assertEqual(
             str(caught.exception), f"oxd at 127.0.0.1:{server.port} did not give a stream port"
         )
+
+
+class TypeFilterTests(SynchronousTestCase):
+    def test_prefix_exact_and_everything(self):
+        """'request*' is a prefix, 'request' only itself, and no filter or '*' passes every name."""
+        names = ["request", "request.db", "requests", "other", ""]
+        cases = {
+            "request*": ["request", "request.db", "requests"],
+            "request": ["request"],
+            "request.db": ["request.db"],
+            None: names,
+            "": names,
+            "*": names,
+        }
+        for type_filter, passing in cases.items():
+            matches = type_matcher(type_filter)
+            self.assertEqual([n for n in names if matches(n)], passing, type_filter)
+            self.assertEqual(
+                [n for n in names if type_matches(n, type_filter)], passing, type_filter
+            )
+
+    def test_names_that_are_not_text(self):
+        """A type that is not a string (None, bytes, a number) passes only no filter, never raises."""
+        for name in (None, b"request", 7):
+            self.assertTrue(type_matcher(None)(name))
+            self.assertTrue(type_matcher("*")(name))
+            self.assertFalse(type_matcher("request*")(name))
+            self.assertFalse(type_matcher("request")(name))
+
+    def test_subscription_prefix(self):
+        """The stream subscribes to the filter's prefix and checks exact names itself."""
+        self.assertEqual(parse_type_filter("request*"), ("request", False))
+        self.assertEqual(parse_type_filter("request"), ("request", True))
+        self.assertEqual(parse_type_filter(None), ("", False))

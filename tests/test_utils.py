@@ -147,3 +147,15 @@ class SetDeepTests(SynchronousTestCase):
         for i, key in enumerate(keys):
             set_deep(target, key, i)
         self.assertEqual([get_deep(target, key) for key in keys], list(range(len(keys))))
+
+
+class KeyCacheTests(SynchronousTestCase):
+    def test_caches_stay_bounded(self):
+        """Keys built from data (a new key every time) never grow the key caches past their size."""
+        target = {}
+        for n in range(3 * utils._CACHE_SIZE):
+            set_deep(target, f"user.{n}x.visits", n)
+            self.assertEqual(get_deep(target, f"user.{n}x.visits"), n)
+        self.assertLessEqual(len(utils._parts_cache), utils._CACHE_SIZE)
+        self.assertLessEqual(len(utils._set_paths), utils._CACHE_SIZE)
+        self.assertEqual(len(target["user"]), 3 * utils._CACHE_SIZE)

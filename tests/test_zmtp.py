@@ -3,7 +3,6 @@
 import socket
 import time
 
-import msgpack
 import zmq
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -242,73 +241,20 @@ class FrameReaderTests(SynchronousTestCase):
             self.assertRaises(zmtp.ProtocolError, zmtp.FrameReader().feed, bytes((flags, 0)))
 
 
-def fields_event(id="0" * 32, type_name="request", host="web1", pid=42, body=None):
-    """An event dict with its keys in the order encode_fields_message writes them."""
-    return {
-        "id": id,
-        "type": type_name,
-        "host": host,
-        "pid": pid,
-        "start": 1400000000.25,
-        "end": 1400000000.5,
-        "body": {"n": 1} if body is None else body,
-    }
+class TwoFrameMessageTests(SynchronousTestCase):
+    def test_same_as_message(self):
+        """two_frame_message gives the bytes of message() for frames of every size around 255/256."""
+        for first_size in (0, 137, 255, 256, 300):
+            for second_size in (0, 1, 254, 255, 256, 257, 70000):
+                first, second = b"h" * first_size, b"b" * second_size
+                data = zmtp.two_frame_message(first, second)
+                self.assertEqual(data, zmtp.message([first, second]))
+                self.assertEqual(zmtp.split_message(data), [first, second])
 
-
-class WireInteropTests(SynchronousTestCase):
-    def assertSameMessage(self, event):
-        """The three encoders give the same bytes for ``event``, decoding back to it."""
-        reference = zmtp.message(wire.encode_event(event))
-        by_fields = zmtp.encode_fields_message(
-            *(event[key] for key in ("id", "type", "host", "pid", "start", "end", "body"))
+    def test_event_read_back(self):
+        """An event's header and body framed by two_frame_message read back as those frames, the header marked MORE, the long body LONG."""
+        header, body = wire.encode_event(
+            wire.event_map("1", "request", "web1", 1, 1.0, 2.0, {"x": "y" * 300})
         )
-        self.assertEqual(by_fields, reference)
-        self.assertEqual(zmtp.encode_message(event), reference)
-        header_frame, body_frame = zmtp.split_message(reference)
-        self.assertEqual(msgpack.unpackb(body_frame, raw=False), event)
-        header, decoded = wire.decode_message([header_frame, body_frame])
-        self.assertEqual(header, (3, event["end"], event["host"], event["type"]))
-        self.assertEqual(decoded, event)
-        return reference
-
-    def test_short_body(self):
-        """A small event encodes to the same bytes by all three encoders, with a short body frame."""
-        data = self.assertSameMessage(fields_event())
-        body_prefix = data[2 + wire.HEADER_SIZE]
-        self.assertEqual(body_prefix, 0)
-
-    def test_long_body(self):
-        """A large event encodes to the same bytes by all three encoders, with a long body frame."""
-        data = self.assertSameMessage(fields_event(body={"payload": "x" * 1000}))
-        self.assertEqual(data[2 + wire.HEADER_SIZE], zmtp.LONG)
-
-    def test_body_size_boundary(self):
-        """Bodies of every size around the 255/256-byte frame boundary encode the same by all three encoders."""
-        sizes = set()
-        for padding in range(100, 260):
-            data = self.assertSameMessage(fields_event(body={"p": "x" * padding}))
-            sizes.add(len(zmtp.split_message(data)[1]))
-        self.assertTrue({254, 255, 256, 257} <= sizes, sorted(sizes))
-
-    def test_non_str_id(self):
-        """Integer and missing ids encode the same by all three encoders."""
-        for id in (12345, 2**40, None):
-            self.assertSameMessage(fields_event(id=id))
-
-    def test_nested_body(self):
-        """A body of nested maps and lists encodes the same by all three encoders."""
-        body = {"a": {"b": {"c": [1, 2, {"d": "e"}]}}, "list": [[], {}], "f": 1.5, "none": None}
-        self.assertSameMessage(fields_event(body=body))
-
-    def test_host_and_pid_changes(self):
-        """After the host or pid changes, encode_fields_message writes the new ones, not cached ones."""
-        for host, pid in [("web1", 1), ("web2", 1), ("web2", 2), ("web1", 2), ("web1", 1)]:
-            data = self.assertSameMessage(fields_event(type_name="cache", host=host, pid=pid))
-            body = msgpack.unpackb(zmtp.split_message(data)[1], raw=False)
-            self.assertEqual((body["host"], body["pid"]), (host, pid))
-
-    def test_equal_host_new_object(self):
-        """A host equal to the cached one but built anew encodes the same by all three encoders."""
-        for _ in range(2):
-            host = "".join(["we", "b3"])
-            self.assertSameMessage(fields_event(type_name="interop.equal", host=host))
+        frames = zmtp.FrameReader(max_frame=None).feed(zmtp.two_frame_message(header, body))
+        self.assertEqual(frames, [(zmtp.MORE, header), (zmtp.LONG, body)])

@@ -1,6 +1,48 @@
-"""Command-line tools: each module has a ``main(argv=None)``."""
+"""Command-line tools: each module has a ``main(argv=None)``.
 
-__all__ = ["add_version", "number"]
+What the tools share is said here once: ``--version``, number options,
+exit statuses and one-line failures, how ``-v`` sets up logging on standard error, how a value
+read from msgpack is shown as text or JSON, and how a closed output pipe
+(``oxview | head``) ends a tool quietly.
+"""
+
+import logging
+import os
+import sys
+
+from blueox import ports, wire
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
+    "CommandError",
+    "add_version",
+    "add_control_host",
+    "control_address",
+    "number",
+    "real_number",
+    "plural",
+    "setup_logging",
+    "text",
+    "json_default",
+    "jsonable",
+    "quiet_broken_pipe",
+]
+
+# Exit statuses: a failure said in one line, a usage error, and Ctrl-C
+# (128 + SIGINT, as a shell reports it).
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """A failure a tool reports as one line; ``status`` is its exit status."""
+
+    def __init__(self, message, status=EXIT_FAILURE):
+        super().__init__(message)
+        self.status = status
 
 
 def add_version(parser):
@@ -10,6 +52,27 @@ def add_version(parser):
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s (BlueOx) {blueox.__version__}"
     )
+
+
+def add_control_host(parser, what):
+    """``-H/--host`` on an argparse ``parser``: an oxd's control address,
+    described as ``what`` (read it with `control_address`)."""
+    parser.add_argument(
+        "-H",
+        "--host",
+        default=None,
+        help=f"{what}: host, host:port, :port, [v6]:port or tcp://... "
+        f"[default: ${ports.ENV_VAR_CONTROL_HOST} or 127.0.0.1:{ports.DEFAULT_CONTROL_PORT}]",
+    )
+
+
+def control_address(parser, host):
+    """The control address ``-H`` gave (``$BLUEOX_CLIENT_HOST`` or the local
+    default without it); a bad one is a usage error naming ``-H``."""
+    try:
+        return ports.default_control_host(host)
+    except ValueError as e:
+        parser.error(f"-H: {e}")
 
 
 def number(kind=int, allow_zero=False):
@@ -31,3 +94,80 @@ def number(kind=int, allow_zero=False):
         return value
 
     return convert
+
+
+def real_number(value):
+    """``value`` if it is an int or a float (not a bool), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def plural(n, word):
+    """``1 file``, ``2 files``: ``n`` and ``word``, with an ``s`` unless ``n`` is 1."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def setup_logging(prog, verbose, quiet=()):
+    """Log to standard error as ``<prog>: message``: warnings, with ``-v``
+    (``verbose`` 1) information too, with ``-vv`` debugging too.
+
+    The loggers named in ``quiet`` (other libraries' chatter) stay at
+    warnings whatever ``-v`` asks for.
+    """
+    level = logging.WARNING
+    if verbose == 1:
+        level = logging.INFO
+    elif verbose > 1:
+        level = logging.DEBUG
+    logging.basicConfig(level=level, format=f"{prog}: %(message)s", stream=sys.stderr)
+    for name in quiet:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+
+def text(value, missing="?"):
+    """``value`` as text for people: bytes decoded as UTF-8 (undecodable
+    bytes escaped, ``\\xff``), None as ``missing``, anything else `str`."""
+    if value is None:
+        return missing
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def json_default(value, errors="backslashreplace"):
+    """The ``default`` of `json.dumps` for what msgpack data may hold.
+
+    Bytes become UTF-8 text, undecodable bytes handled by ``errors`` (escaped
+    as ``\\xff`` by default; ``"replace"`` gives U+FFFD); anything else what
+    `blueox.wire.to_msgpack_safe` makes of it (a readable ``repr``).
+    """
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors)
+    return wire.to_msgpack_safe(value)
+
+
+def jsonable(value):
+    """``value`` with what JSON cannot hold made safe, map keys included
+    (which `json_default` cannot reach): bytes as text, odd keys and values
+    as `json_default` makes them."""
+    if isinstance(value, dict):
+        return {_json_key(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json_default(value)
+
+
+def _json_key(key):
+    if key is None or isinstance(key, (str, int, float, bool)):
+        return key
+    return json_default(key)
+
+
+def quiet_broken_pipe():
+    """After `BrokenPipeError` on standard output (``tool | head``): point
+    stdout at /dev/null, so that Python's flush at exit stays quiet too."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -9,15 +9,24 @@ import sys
 import threading
 import time
 
-__all__ = ["Progress", "format_bytes"]
+__all__ = ["CLEAR_LINE", "Progress", "format_bytes"]
+
+# Back to the start of the line and clear it, to redraw a status line in place.
+CLEAR_LINE = "\r\x1b[K"
 
 
-def format_bytes(n):
-    """``n`` bytes in a short human form: ``512 B``, ``3.2 kB``, ``40.5 MB``."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
+_UNITS = {1000: ("B", "kB", "MB", "GB"), 1024: ("B", "KiB", "MiB", "GiB")}
+
+
+def format_bytes(n, binary=False):
+    """``n`` bytes in a short human form: ``512 B``, ``3.2 kB``, ``40.5 MB``;
+    with ``binary``, in units of 1024: ``3.4 KiB``, ``64.0 MiB``."""
+    base = 1024 if binary else 1000
+    units = _UNITS[base]
+    for unit in units:
+        if n < base or unit == units[-1]:
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+        n /= base
     raise AssertionError("unreachable")
 
 
@@ -43,6 +52,13 @@ class Progress:
         self._lock = threading.Lock()
         isatty = getattr(self._stream, "isatty", None)
         self.enabled = bool(isatty and isatty())
+
+    @classmethod
+    def of_files(cls, label, log_files, stream=None):
+        """A report over ``log_files`` (`blueox.store.LogFile` objects, or
+        pairs whose first item is one), their sizes summed as the total."""
+        files = [f[0] if isinstance(f, tuple) else f for f in log_files]
+        return cls(label, len(files), sum(f.size or 0 for f in files), stream=stream)
 
     def add_bytes(self, n):
         """Count ``n`` more bytes done."""
@@ -86,5 +102,5 @@ class Progress:
         ):
             return
         self._last_draw = now
-        self._stream.write("\r\x1b[K" + self.line())
+        self._stream.write(CLEAR_LINE + self.line())
         self._stream.flush()

@@ -78,38 +78,43 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+# The flags of x509.KeyUsage, all of which its constructor wants said.
+_KEY_USAGES = (
+    "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+    "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+)
+
+
+def _builder(subject, issuer, public, not_after, now, ca, usages):
+    """A certificate of ``subject`` by ``issuer`` for the key ``public``,
+    valid from `BACKDATE` before ``now``, a CA or not, allowed only the
+    key ``usages`` (names of x509.KeyUsage flags)."""
+    key_usage = x509.KeyUsage(**{name: name in usages for name in _KEY_USAGES})
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True
+        )
+        .add_extension(key_usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+    )
+
+
 def make_ca(name="BlueOx CA", days=CA_DAYS, now=None):
     """``(certificate, key)`` of a new CA named ``name``, valid ``days`` days."""
     now = now or _now()
     key = ec.generate_private_key(ec.SECP256R1())
     subject = _subject(name)
-    public = key.public_key()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = _builder(
+        subject, subject, key.public_key(), now + datetime.timedelta(days=days), now,
+        ca=True, usages=("key_cert_sign", "crl_sign"),
+    ).sign(key, hashes.SHA256())
     return certificate, key
 
 
@@ -119,29 +124,10 @@ def make_node(ca_certificate, ca_key, name, ips=(), dns=(), days=NODE_DAYS, now=
     now = now or _now()
     not_after = min(now + datetime.timedelta(days=days), ca_certificate.not_valid_after_utc)
     key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key()
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_subject(name))
-        .issuer_name(ca_certificate.subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+        _builder(
+            _subject(name), ca_certificate.subject, key.public_key(), not_after, now,
+            ca=False, usages=("digital_signature",),
         )
         .add_extension(
             x509.ExtendedKeyUsage(
@@ -149,7 +135,6 @@ def make_node(ca_certificate, ca_key, name, ips=(), dns=(), days=NODE_DAYS, now=
             ),
             critical=False,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,

@@ -27,14 +27,13 @@ is not a control port) or answers with an error, 2 for a usage error.
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
 
-from blueox import ports
+from blueox.cli import EXIT_INTERRUPTED, add_control_host, add_version, control_address, number, text
+from blueox.cli._oxctl_format import format_status, raw_status
 from blueox.streaming import DEFAULT_TIMEOUT, NothingListening, OxdUnavailable, control_request
-from blueox.cli import add_version, number
 
 __all__ = ["main", "format_status", "raw_status", "read_secret", "ENV_VAR_SECRET"]
 
@@ -43,181 +42,6 @@ COMMANDS = ("status", "shutdown", "forward")
 WAIT_TIMEOUT = 60.0
 # Home the cursor and clear the screen (for --watch on a terminal).
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
-
-
-def _when(timestamp, now):
-    if not isinstance(timestamp, (int, float)):
-        return "never"
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({_age(now - timestamp)} ago)"
-
-
-def _age(seconds):
-    seconds = max(0.0, seconds or 0.0)
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _size(count):
-    """``count`` bytes for people: ``512 B``, ``3.4 KiB``, ``64.0 MiB``."""
-    count = count or 0
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return None  # not reached
-
-
-def _text(value, missing="?"):
-    """``value`` as text, ``missing`` for None (never a Python repr of None)."""
-    if value is None:
-        return missing
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
-def _reasons(counts):
-    if not counts or not isinstance(counts, dict):
-        return "0"
-    total = sum(counts.values())
-    detail = ", ".join(f"{_text(reason)}={n}" for reason, n in sorted(counts.items(), key=str))
-    return f"{total} ({detail})"
-
-
-def _table(title, rows, now):
-    lines = [f"{title}:"]
-    if not rows:
-        lines.append("  (none)")
-    width = max((len(_text(name)) for name in rows), default=0)
-    for name in sorted(rows, key=_text):
-        row = rows[name]
-        lines.append(
-            f"  {_text(name):<{width}}  {row.get('count', 0):>9} events  "
-            f"last {_when(row.get('last'), now)}"
-        )
-    return lines
-
-
-def _ports_line(status):
-    found = status.get("ports")
-    if not isinstance(found, dict) or not found:
-        return []
-    names = ("collect", "control", "stream")
-    return [
-        "ports: "
-        + ", ".join(f"{name} {_text(found.get(name), 'none')}" for name in names if name in found)
-    ]
-
-
-def _log_path_line(status):
-    if "log_path" not in status:
-        return []
-    path = status.get("log_path")
-    if path is None:
-        return ["log path: none: not writing files"]
-    files = status.get("open_files", 0)
-    return [f"log path: {_text(path)} ({files} open {'file' if files == 1 else 'files'})"]
-
-
-def _spool_line(forward):
-    events = forward.get("spool_events", 0)
-    max_events = forward.get("spool_max_events")
-    max_bytes = forward.get("spool_max_bytes")
-    oldest = forward.get("oldest_spooled_age")
-    line = f"  spool: {events} events" + ("" if max_events is None else f" of {max_events}")
-    line += f", {_size(forward.get('spool_bytes', 0))}"
-    line += "" if max_bytes is None else f" of {_size(max_bytes)}"
-    line += "" if oldest is None else f", oldest {_age(oldest)} old"
-    recovered = forward.get("spool_recovered")
-    if recovered:
-        line += f"; found at start: {_reasons(recovered)}"
-    return line
-
-
-def _forward_lines(forward, now):
-    if not isinstance(forward, dict):
-        return ["forward: none"]
-    upstreams = forward.get("upstreams") or []
-    connected = sum(1 for upstream in upstreams if upstream.get("connected"))
-    down_for = forward.get("down_for")
-    state = f"{connected} of {len(upstreams)} upstreams connected"
-    if down_for is not None:
-        state += f", down for {_age(down_for)}"
-    lines = [f"forward ({_text(forward.get('mode'))}): {state}", _spool_line(forward)]
-    for upstream in upstreams:
-        connection = "connected" if upstream.get("connected") else "not connected"
-        how = "batches" if upstream.get("batches") else "version 3"
-        lines.append(
-            f"  {_text(upstream.get('address'))}: {connection} ({how}), "
-            f"{upstream.get('unacked', 0)} unacknowledged, last ack "
-            f"{_when(upstream.get('last_ack'), now)}, {upstream.get('failures', 0)} failures"
-        )
-    return lines
-
-
-def _stall_lines(status, now, stalls):
-    recent = status.get("recent_stalls") or []
-    line = f"longest reactor stall: {(status.get('max_stall') or 0) * 1000:.1f} ms"
-    if recent:
-        line += f" ({len(recent)} recent)"
-    lines = [line]
-    if stalls:
-        for moment, seconds in recent:
-            lines.append(f"  {seconds * 1000:8.1f} ms at {_when(moment, now)}")
-    return lines
-
-
-def format_status(address, status, now=None, stalls=False):
-    """The human-readable report for a STATUS reply, as a string.
-
-    With ``stalls`` each recent reactor stall gets a line too.
-    """
-    now = time.time() if now is None else now
-    lag = status.get("lag")
-    lines = [
-        f"oxd at {address}: host {_text(status.get('host'))}, pid {_text(status.get('pid'))}, "
-        f"up {_age(status.get('uptime'))}",
-    ]
-    lines += _ports_line(status)
-    lines += _log_path_line(status)
-    lines += [
-        f"last event: {_when(status.get('last'), now)}",
-        f"lag: {'n/a' if lag is None else f'{lag:.3f} s'}",
-        f"received {status.get('received', 0)}, written {status.get('written', 0)}, "
-        f"forwarded {status.get('forwarded', 0)}, queued {status.get('queued', 0)} "
-        f"({status.get('queued_bytes', 0)} bytes), published {status.get('published', 0)}",
-        f"dropped: {_reasons(status.get('dropped'))}",
-        f"rejected: {_reasons(status.get('rejected'))}",
-        f"retimed (filed under the receive time): {_reasons(status.get('retimed'))}",
-        f"batches from other oxds: {_reasons(status.get('batches'))}",
-        f"unaccounted: {_reasons(status.get('unaccounted'))}",
-    ]
-    lines += _stall_lines(status, now, stalls)
-    lines += _forward_lines(status.get("forward"), now)
-    lines += [""]
-    lines += _table("hosts", status.get("hosts") or {}, now)
-    lines.append("")
-    lines += _table("types", status.get("events") or {}, now)
-    return "\n".join(lines)
-
-
-def _json_default(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return repr(value)
-
-
-def raw_status(status, indent=False, stalls=False):
-    """The STATUS map as JSON text: indented or one line; ``recent_stalls`` only with ``stalls``."""
-    if not stalls:
-        status = {key: value for key, value in status.items() if key != "recent_stalls"}
-    return json.dumps(
-        status, sort_keys=True, default=_json_default, indent=2 if indent else None
-    )
 
 
 def read_secret(path=None, environ=None):
@@ -255,13 +79,7 @@ def _parser():
         "forward HOST:PORT[,HOST:PORT...]. Exit status 1: oxd could not be asked or "
         "answered with an error; 2: a usage error.",
     )
-    parser.add_argument(
-        "-H",
-        "--host",
-        default=None,
-        help="oxd control address: host, host:port, :port, [v6]:port or tcp://... "
-        f"[default: ${ports.ENV_VAR_CONTROL_HOST} or 127.0.0.1:{ports.DEFAULT_CONTROL_PORT}]",
-    )
+    add_control_host(parser, "oxd control address")
     parser.add_argument(
         "--raw", "-r", action="store_true",
         help="print the reply as JSON: indented on a terminal, else one line",
@@ -327,10 +145,7 @@ def main(argv=None):
     parser = _parser()
     options = parser.parse_args(argv)
     name, arguments = _command(parser, options)
-    try:
-        address = ports.default_control_host(options.host)
-    except ValueError as e:
-        parser.error(f"-H: {e}")
+    address = control_address(parser, options.host)
     secret = None
     if name != "status":
         try:
@@ -346,7 +161,7 @@ def main(argv=None):
             return _watch(address, options)
         return _status(address, options)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _fail(message):
@@ -360,7 +175,7 @@ def _ask(address, cmd, options, secret=None, **fields):
         fields["secret"] = secret
     reply = control_request(address, cmd, timeout=options.timeout, **fields)
     if "error" in reply:
-        message = f"oxd at {address}: {_text(reply['error'])}"
+        message = f"oxd at {address}: {text(reply['error'])}"
         if "control secret" in message and secret is None:
             message += f" (give --secret-file FILE or ${ENV_VAR_SECRET})"
         raise _Refused(message)
@@ -422,7 +237,7 @@ def _forward(address, targets, options, secret):
     if options.raw:
         _print_raw(reply, options)
     else:
-        forward = ", ".join(_text(target) for target in reply.get("forward", []))
+        forward = ", ".join(text(target) for target in reply.get("forward", []))
         print(f"oxd at {address} now forwards to {forward}")
     return 0
 

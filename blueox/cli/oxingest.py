@@ -29,14 +29,12 @@ import threading
 import blueox
 from blueox import ports, wire
 from blueox.tail import FileFollower
-from blueox.cli import add_version
+from blueox.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, add_version, setup_logging
 
 __all__ = ["main", "build_parser", "parse_file_spec", "type_for_path"]
 
 log = logging.getLogger("blueox.oxingest")
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 POLL_INTERVAL = 0.25
 
 EPILOG = """\
@@ -223,10 +221,8 @@ def main(argv=None):
     except ValueError as e:
         print(f"oxingest: {e}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="oxingest: %(message)s", stream=sys.stderr,
-    )
+    # -v says what is followed; oxingest has nothing to say at debug level.
+    setup_logging("oxingest", min(args.verbose, 1))
     try:
         blueox.default_configure(args.host)
     except ValueError as e:
@@ -274,7 +270,7 @@ def main(argv=None):
         )
     if unsent:
         return EXIT_FAILURE
-    return 130 if interrupted else 0
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 if __name__ == "__main__":

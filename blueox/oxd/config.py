@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from blueox import ports
 
 __all__ = [
-    "OxdConfig", "Address", "FSYNC_POLICIES", "FORWARD_MODES", "COMPRESSIONS", "SPOOL_BOUNDS"
+    "OxdConfig",
+    "Address",
+    "FSYNC_POLICIES",
+    "FORWARD_MODES",
+    "COMPRESSIONS",
+    "SPOOL_BOUNDS",
+    "LIVE_SETTINGS",
+    "forward_addresses",
+    "restart_settings",
 ]
 
 # The forward spool's default bounds (events, bytes): in memory, and on disk.
@@ -25,6 +33,9 @@ COMPRESSIONS = ("auto", "zstd", "none")
 
 # When written files are fsynced before a batch is acknowledged.
 FSYNC_POLICIES = ("never", "batch", "interval")
+
+# The settings a running oxd takes from its reloaded config file (SIGHUP).
+LIVE_SETTINGS = ("verbosity", "forward")
 
 
 @dataclass(frozen=True)
@@ -79,3 +90,23 @@ class OxdConfig:
     control_secret: bytes | None = None  # needed by SHUTDOWN and FORWARD when set
     tls: str | None = None  # directory of ca.pem, node.pem, node.key: mutual TLS
     config_path: str | None = None  # the --config file, re-read on SIGHUP
+
+
+def forward_addresses(text):
+    """The upstream `Address`es in ``"a:3514, b"`` (a missing port is the
+    default collection port); raises ValueError naming a bad one."""
+    return tuple(
+        Address(*ports.parse_address(item.strip(), None, ports.DEFAULT_COLLECT_PORT))
+        for item in text.split(",")
+        if item.strip()
+    )
+
+
+def restart_settings(old, new):
+    """The options (``max-connections``...) that differ between configs ``old``
+    and ``new`` and that a running oxd only takes at its next start."""
+    return [
+        field.replace("_", "-")
+        for field in old.__dataclass_fields__
+        if field not in LIVE_SETTINGS and getattr(old, field) != getattr(new, field)
+    ]

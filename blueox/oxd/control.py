@@ -23,11 +23,10 @@ import hmac
 
 import msgpack
 import zmq
-from twisted.application.service import Service
 from twisted.logger import Logger
 
 from blueox.oxd.ratelimit import Throttle
-from blueox.oxd.zmqio import ZmqSocket, open_socket
+from blueox.oxd.zmqio import ZmqService, bound_port
 
 __all__ = ["ControlService", "handle_request", "NEEDS_SECRET"]
 
@@ -78,8 +77,8 @@ def handle_request(payload, commands):
     return handler(request)
 
 
-class ControlService(Service):
-    """Answer control requests on ``address``.
+class ControlService(ZmqService):
+    """Answer control requests on ``address`` (``port`` is the bound port once started).
 
     ``status`` returns the STATUS map, ``stream_port`` and ``collect_port``
     return ports, ``shutdown`` starts a graceful stop and ``forward`` (the
@@ -89,6 +88,16 @@ class ControlService(Service):
     """
 
     log = Logger()
+    socket_type = zmq.ROUTER
+    socket_options = {
+        zmq.MAXMSGSIZE: MAX_REQUEST_SIZE,
+        zmq.RCVHWM: 1000,
+        zmq.SNDHWM: 1000,
+        zmq.LINGER: 0,
+    }
+    # At stop, a SHUTDOWN reply still queued gets this long (ms) to go out.
+    close_linger = 500
+    started_message = "control port on {address}"
 
     def __init__(
         self,
@@ -105,13 +114,12 @@ class ControlService(Service):
     ):
         if secret is not None and not _as_bytes(secret):
             raise ValueError("the control secret must be non-empty bytes or text")
+        super().__init__(context, reactor)
         self.address = address
+        self.port = None
         self._secret = None if secret is None else _as_bytes(secret)
         self._warnings = Throttle(reactor, self.log)
-        self._context = context
-        self._reactor = reactor
         self._stats = stats
-        self._socket = None
         self._shutting_down = False
         self._shutdown = shutdown
         commands = {
@@ -137,27 +145,12 @@ class ControlService(Service):
 
         return guarded
 
-    def startService(self):
-        options = {
-            zmq.MAXMSGSIZE: MAX_REQUEST_SIZE,
-            zmq.RCVHWM: 1000,
-            zmq.SNDHWM: 1000,
-            zmq.LINGER: 0,
-        }
-        socket, _ = open_socket(
-            self._context, zmq.ROUTER, options, lambda s: s.bind(self.address.endpoint())
-        )
-        self._socket = ZmqSocket(self._reactor, socket, on_message=self._request)
-        self.log.info("control port on {address}", address=str(self.address))
-        super().startService()
+    def bind(self, socket):
+        socket.bind(self.address.endpoint())
+        self.port = bound_port(socket)
+        return str(self.address)
 
-    def stopService(self):
-        super().stopService()
-        if self._socket is not None:
-            # Let a SHUTDOWN reply that is still queued go out.
-            self._socket.close(linger=500)
-
-    def _request(self, frames):
+    def on_message(self, frames):
         # ROUTER frames: [peer identity, (empty delimiter from REQ), payload...]
         if len(frames) >= 3 and frames[1] == b"":
             envelope, payload = frames[:2], frames[2:]

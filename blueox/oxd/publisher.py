@@ -13,61 +13,47 @@ subscriber alone.
 """
 
 import zmq
-from twisted.application.service import Service
 from twisted.logger import Logger
 
 from blueox import ports
-from blueox.oxd.zmqio import ZmqSocket, open_socket
+from blueox.oxd.zmqio import ZmqService
 
 __all__ = ["PublisherService"]
 
 
-class PublisherService(Service):
-    """Publish events on ``host`` at a port in ``port_range`` (inclusive)."""
+class PublisherService(ZmqService):
+    """Publish events on ``host`` at a port in ``port_range`` (inclusive);
+    ``port`` is the one bound, once started."""
 
     log = Logger()
+    socket_type = zmq.XPUB
+    started_message = "streaming on {address}"
 
     def __init__(self, host, port_range, context, reactor, stats, hwm=10_000):
+        super().__init__(context, reactor)
         self.host = host
         self.port = None
+        self.socket_options = {
+            zmq.SNDHWM: hwm, zmq.RCVHWM: 1000, zmq.MAXMSGSIZE: 4096, zmq.LINGER: 0
+        }
         self._port_range = port_range
-        self._context = context
-        self._reactor = reactor
         self._stats = stats
-        self._hwm = hwm
-        self._socket = None
         self._subscriptions = set()
         self._wanted = {}
         self.active = False
 
-    def startService(self):
-        options = {zmq.SNDHWM: self._hwm, zmq.RCVHWM: 1000, zmq.MAXMSGSIZE: 4096, zmq.LINGER: 0}
+    def bind(self, socket):
         low, high = self._port_range
-        socket, self.port = open_socket(
-            self._context,
-            zmq.XPUB,
-            options,
-            lambda s: s.bind_to_random_port(
-                f"tcp://[{self.host}]" if ports.is_ipv6(self.host) else f"tcp://{self.host}",
-                low,
-                high + 1,
-                max_tries=200,
-            ),
-        )
-        self._socket = ZmqSocket(self._reactor, socket, on_message=self._subscription)
-        self.log.info("streaming on {address}", address=ports.format_address(self.host, self.port))
-        super().startService()
-
-    def stopService(self):
-        super().stopService()
-        if self._socket is not None:
-            self._socket.close()
+        host = f"[{self.host}]" if ports.is_ipv6(self.host) else self.host
+        self.port = socket.bind_to_random_port(f"tcp://{host}", low, high + 1, max_tries=200)
+        return ports.format_address(self.host, self.port)
 
     @property
     def subscriptions(self):
         return len(self._subscriptions)
 
-    def _subscription(self, frames):
+    def on_message(self, frames):
+        """An XPUB subscription message: ``\\x01topic`` or ``\\x00topic``."""
         message = frames[0]
         if not message:
             return

@@ -1,58 +1,69 @@
-"""oxd's root service: builds the parts from an `OxdConfig` and orders the stop.
+"""oxd's root service: its parts, made from an `OxdConfig`, started and stopped in order.
 
-Start: writer, publisher, forwarder (the sinks), the collector feeding them,
-the control port, the HTTP endpoint (``--http``), and the reactor stall
-probe; then systemd hears ``READY=1`` (the ports are bound by then).
-Children are built in `startService`, not `__init__`, so that a service
-that is made but never started (``twistd --help``, tests of the options)
-opens no socket, file or ZeroMQ context.
+Made in the constructor, opening nothing: the counters, the systemd
+notifier, the ZeroMQ context (opened by the first socket), the writer, the
+publisher, the control port and the HTTP endpoint. Made at start, because
+making them reads state kept on disk: the link table (its journal), the
+forwarder (a disk spool is recovered when made) and the collector, which
+takes both.
+
+Start, in order: writer, publisher, forwarder, collector, control port,
+HTTP endpoint (``--http``), the reactor stall probe; then systemd hears
+``READY=1`` (the ports are bound by then). A part that cannot start (a port
+taken, a path oxd may not use) is logged as one critical line, what had
+started is stopped, and `StartError` is raised, which ``oxd`` and
+``twistd blueox`` turn into exit status 1 without a traceback.
 
 While running: one line of counters every ``stats_interval`` seconds (and
 ``STATUS=`` to systemd every few seconds), a warning when no upstream
 could be reached a few seconds after start, and on SIGHUP the log files
 are reopened and ``forward`` and ``verbose`` re-read from the config file.
 
-Stop (SIGTERM, ``SHUTDOWN``, or the end of a test), in order:
+Stop (SIGTERM, ``SHUTDOWN``, or the end of a test), in order; a step that
+fails is logged and the next ones still run:
 
 1. the collector stops collecting and handles what is already queued;
 2. the publisher closes;
 3. the writer writes and flushes every received event and closes its files;
 4. the forwarder gets at most ``drain_timeout`` seconds to drain its spool;
-5. the control port and the HTTP endpoint close, and the ZeroMQ context
-   is terminated.
+5. the control port, the HTTP endpoint and the link table's journal close;
+6. the ZeroMQ context is terminated, in a thread: it waits for the
+   sockets' linger, which the reactor must not.
 """
 
-import dataclasses
 import os
 import signal
-import socket as stdlib_socket
 
 import zmq
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
-from twisted.python import usage
+from twisted.logger import Logger, LogLevel
 
 from blueox import ports
-from blueox.oxd.collector import CollectorService
-from blueox.oxd.config import SPOOL_BOUNDS, Address
-from blueox.oxd.control import ControlService
-from blueox.oxd.forwarder import ForwarderService
-from blueox.oxd.links import LinkTable
-from blueox.oxd.publisher import PublisherService
-from blueox.oxd.spool import DiskSpool, MemorySpool
+from blueox.oxd import _service_hangup as sighup
+from blueox.oxd import _service_parts as parts
+from blueox.oxd._service_status import counts, status_line, status_map
+from blueox.oxd.config import forward_addresses
 from blueox.oxd.stats import StallProbe, Stats
 from blueox.oxd.systemd import Notifier
-from blueox.oxd.writer import WriterService
+from blueox.oxd.zmqio import ZmqContext
 
-__all__ = ["OxdService", "counts", "exposure_warning"]
+__all__ = ["OxdService", "StartError", "counts", "exposure_warning"]
 
 # Seconds after start before a forwarder that reached no upstream is warned of.
 UPSTREAM_GRACE = 5.0
 # Seconds between STATUS= lines to systemd.
 NOTIFY_STATUS_INTERVAL = 5.0
+
+
+class StartError(Exception):
+    """oxd could not start; its one-line reason was logged as critical."""
+
+
+# What a part raises when it cannot bind, open or make what it needs.
+_START_ERRORS = (zmq.ZMQBaseError, OSError, CannotListenError, StartError)
 
 
 def exposure_warning(config):
@@ -66,175 +77,106 @@ def exposure_warning(config):
     )
 
 
-def counts(counter):
-    """``"0"`` or ``"12 (spool_full=10, shutdown=2)"``: a Counter for a log line."""
-    if not counter:
-        return "0"
-    detail = ", ".join(f"{reason}={n}" for reason, n in sorted(counter.items()))
-    return f"{sum(counter.values())} ({detail})"
-
-
 class OxdService(MultiService):
-    """The whole collector daemon for ``config``, on ``reactor``."""
+    """The whole collector daemon for ``config``, on ``reactor``.
+
+    ``context_factory`` makes the ZeroMQ context; ``reload_config()``
+    returns a fresh `OxdConfig` on SIGHUP (or raises `usage.UsageError`);
+    ``environ`` is where systemd's variables are read.
+    """
 
     log = Logger()
 
     def __init__(
-        self,
-        config,
-        reactor,
-        context_factory=zmq.Context,
-        exit_on_failed_start=False,
-        reload_config=None,
-        environ=None,
+        self, config, reactor, context_factory=zmq.Context, reload_config=None, environ=None
     ):
-        """``reload_config()`` returns a fresh `OxdConfig` on SIGHUP (or raises
-        `usage.UsageError`); ``environ`` is where systemd's variables are read."""
         super().__init__()
-        self._exit_on_failed_start = exit_on_failed_start
         self.config = config
         self._reactor = reactor
-        self._context_factory = context_factory
         self._reload_config = reload_config
-        self.context = None
-        self.stats = Stats(reactor)
+        self.stats = stats = Stats(reactor)
         self.stall_probe = StallProbe(reactor)
         self.notifier = Notifier(reactor, environ=environ)
-        self.writer = self.publisher = self.forwarder = None
-        self.collector = self.control = self.http = None
+        self.zmq_context = ZmqContext(context_factory)
+        self.writer = parts.make_writer(config, stats, reactor)
+        self.publisher = parts.make_publisher(config, self.zmq_context, reactor, stats)
+        self.control = parts.make_control(config, self.zmq_context, reactor, stats, self)
+        self.http = parts.make_http(config, reactor, self.status)
+        # Made at start: making them reads their files (module docstring).
+        self.links = self.forwarder = self.collector = None
+        for part in (self.writer, self.publisher, self.control, self.http):
+            if part is not None:
+                part.setServiceParent(self)
         self._stats_loop = LoopingCall(self.log_counters)
         self._stats_loop.clock = reactor
         self._notify_loop = LoopingCall(self._notify_status)
         self._notify_loop.clock = reactor
         self._upstream_check = None
+        self._previous_hup = None
 
-    def _build(self):
-        config, reactor, stats = self.config, self._reactor, self.stats
-        tls = None
-        if config.tls is not None:
-            from blueox.oxd import tls as tls_module
-
-            tls = tls_module.load(config.tls)
-        context = self.context = self._context_factory()
-        if config.log_path is not None:
-            self.writer = WriterService(
-                config.log_path,
-                stats,
-                reactor,
-                rotate_hours=config.rotate_hours,
-                max_open_files=config.max_open_files,
-                verbosity=config.verbosity,
-                fsync_on_close=config.fsync != "never",
-            )
-        self.publisher = PublisherService(
-            config.control.host,
-            config.stream_ports,
-            context,
-            reactor,
-            stats,
-            hwm=config.stream_hwm,
+    def _parts(self):
+        """The parts in start order."""
+        every = (
+            self.writer, self.publisher, self.forwarder, self.collector, self.control, self.http
         )
-        if config.forward:
-            kind = "memory" if config.spool_path is None else "disk"
-            max_events = config.spool_max_events or SPOOL_BOUNDS[kind][0]
-            max_bytes = config.spool_max_bytes or SPOOL_BOUNDS[kind][1]
-            if config.spool_path is not None:
-                spool = DiskSpool(
-                    reactor,
-                    config.spool_path,
-                    max_events,
-                    max_bytes,
-                    fsync=config.fsync != "never",
-                )
-            else:
-                spool = MemorySpool(reactor, max_events, max_bytes)
-            self.forwarder = ForwarderService(
-                list(config.forward),
-                reactor,
-                spool,
-                stats,
-                mode=config.forward_mode,
-                compress={"auto": "auto", "zstd": True, "none": False}[config.compress],
-                drain_timeout=config.drain_timeout,
-                tls=tls,
-            )
-        self.links = LinkTable(reactor, path=self._links_path())
-        self.collector = CollectorService(
-            config.collect,
-            reactor,
-            stats,
-            writer=self.writer,
-            publisher=self.publisher,
-            forwarder=self.forwarder,
-            links=self.links,
-            max_message_size=config.max_message_size,
-            max_connections=config.max_connections,
-            check_bodies=config.check_bodies,
-            max_event_age=config.max_event_age,
-            fsync=config.fsync,
-            fsync_interval=config.fsync_interval,
-            verbosity=config.verbosity,
-            tls=tls,
-            # Applications on this host keep sending plain ZMTP over loopback.
-            plain_loopback=True,
-        )
-        self.control = ControlService(
-            config.control,
-            context,
-            reactor,
-            stats,
-            status=self.status,
-            stream_port=lambda: self.publisher.port,
-            collect_port=lambda: self.collector.port,
-            shutdown=self.shutdown,
-            forward=self.forward if self.forwarder is not None else None,
-            secret=config.control_secret,
-        )
-        if config.http is not None:
-            from blueox.oxd.http import HttpService
+        return [part for part in every if part is not None]
 
-            self.http = HttpService(
-                config.http, reactor, self.status, unhealthy_after=config.unhealthy_after
-            )
-        for child in (
-            self.writer,
-            self.publisher,
-            self.forwarder,
-            self.collector,
-            self.control,
-            self.http,
-        ):
-            if child is not None:
-                child.setServiceParent(self)
-
-    def _links_path(self):
-        """Where the link table is journaled: --state-path, else LOG_PATH/.oxd."""
-        state_path = self.config.state_path
-        if state_path is not None:
-            # Made now, so that an unusable path stops oxd at start rather
-            # than refusing every batch later. (LOG_PATH/.oxd is made at the
-            # first batch: an oxd that only hears applications leaves none.)
-            os.makedirs(state_path, exist_ok=True)
-        elif self.config.log_path is not None:
-            state_path = os.path.join(self.config.log_path, ".oxd")
-        else:
-            return None
-        return os.path.join(state_path, "links")
+    def _make_stored_parts(self):
+        """The link table, the forwarder and the collector (they read files when made)."""
+        config, reactor = self.config, self._reactor
+        try:
+            tls = parts.load_tls(config)
+        except ValueError as e:
+            raise StartError(f"--tls: {e}") from None
+        self.links = parts.make_links(config, reactor)
+        self.forwarder = parts.make_forwarder(config, reactor, self.stats, tls)
+        self.collector = parts.make_collector(
+            config, reactor, self.stats, tls, self.writer, self.publisher, self.forwarder,
+            self.links,
+        )
+        for part in (self.forwarder, self.collector):
+            if part is not None:
+                part.setServiceParent(self)
 
     def startService(self):
+        """Start the parts in order; see the module docstring."""
+        started = []
         try:
-            self._build()
-            super().startService()
-        except (zmq.ZMQError, OSError, CannotListenError) as e:
-            self.log.critical("oxd cannot start: {error}", error=e)
-            self._close_after_failed_start()
-            if self._exit_on_failed_start:
-                # Under twistd a start failure is not a bug: say it in one
-                # line and exit 1, rather than a traceback.
-                raise SystemExit(1) from None
-            raise
+            self._make_stored_parts()
+            for part in self._parts():
+                part.startService()
+                started.append(part)
+        except _START_ERRORS as e:
+            self._abort_start(started, e)
+        Service.startService(self)
         self.stall_probe.start()
-        self._install_hup()
+        self._previous_hup = sighup.install(self._reactor, self.hangup)
+        self._log_started()
+        if self.forwarder is not None:
+            self._upstream_check = self._reactor.callLater(UPSTREAM_GRACE, self._check_upstream)
+        if self.config.stats_interval:
+            self._stats_loop.start(self.config.stats_interval, now=False)
+        self.notifier.ready(status_line(self))
+        if self.notifier.enabled:
+            self._notify_loop.start(NOTIFY_STATUS_INTERVAL, now=False)
+        self.notifier.start_watchdog()
+
+    def _abort_start(self, started, error):
+        """Log why in one line, close what was opened, raise `StartError`."""
+        self.log.critical("oxd cannot start: {error}", error=error)
+        for part in reversed(started):
+            try:
+                part.stopService()
+            except Exception:
+                self.log.failure("closing {part} after a failed start", part=type(part).__name__)
+        if self.forwarder is not None and not self.forwarder.running:
+            self.forwarder.spool.close()
+        if self.links is not None:
+            self.links.close()
+        self.zmq_context.destroy()
+        raise StartError(str(error)) from error
+
+    def _log_started(self):
         config = self.config
         self.log.info(
             "oxd started (pid {pid}): collect {collect}, control {control}, "
@@ -252,71 +194,58 @@ class OxdService(MultiService):
         exposed = exposure_warning(config)
         if exposed is not None:
             self.log.warn("{warning}", warning=exposed)
-        if self.forwarder is not None:
-            self._upstream_check = self._reactor.callLater(UPSTREAM_GRACE, self._check_upstream)
-        if config.stats_interval:
-            self._stats_loop.start(config.stats_interval, now=False)
-        self.notifier.ready(self._status_line())
-        if self.notifier.enabled:
-            self._notify_loop.start(NOTIFY_STATUS_INTERVAL, now=False)
-        self.notifier.start_watchdog()
 
-    def _close_after_failed_start(self):
-        for child in list(self):
-            if child.running:
-                child.stopService()
-        if self.context is not None:
-            self.context.destroy(linger=0)
+    def _stop_steps(self):
+        """``(name, step)`` pairs in stop order; a step may return a Deferred."""
+        named = (
+            ("collector", self.collector),
+            ("publisher", self.publisher),
+            ("writer", self.writer),
+            ("forwarder", self.forwarder),
+            ("control port", self.control),
+            ("http endpoint", self.http),
+        )
+        steps = [(name, part.stopService) for name, part in named if part and part.running]
+        if self.links is not None:
+            steps.append(("link table", self.links.close))
+        steps.append(("ZeroMQ context", lambda: self.zmq_context.terminate(self._reactor)))
+        return steps
 
     @defer.inlineCallbacks
     def stopService(self):
-        """Stop in order; see the module docstring."""
+        """Stop in order, each step isolated from the others; see the module docstring."""
         Service.stopService(self)
         self.notifier.stopping()
-        if getattr(self, "_previous_hup", None) is not None:
+        self._stop_timers()
+        for name, step in self._stop_steps():
+            try:
+                yield step()
+            except Exception:
+                self.log.failure(
+                    "stopping the {step} failed; the next steps still run",
+                    step=name,
+                    level=LogLevel.error,
+                )
+        self.notifier.stop()
+        self.log.info("oxd stopped: {counters}", counters=status_line(self))
+
+    def _stop_timers(self):
+        if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
+            self._previous_hup = None
         for loop in (self._stats_loop, self._notify_loop):
             if loop.running:
                 loop.stop()
         if self._upstream_check is not None and self._upstream_check.active():
             self._upstream_check.cancel()
         self.stall_probe.stop()
-        self.collector.stopService()
-        self.publisher.stopService()
-        if self.writer is not None:
-            self.writer.stopService()
-        if self.forwarder is not None:
-            yield self.forwarder.stopService()
-        self.control.stopService()
-        if self.http is not None:
-            yield self.http.stopService()
-        self.links.close()
-        self.notifier.stop()
-        self.log.info("oxd stopped: {counters}", counters=self._status_line())
-        # Sockets are closed; term() waits at most for their linger times.
-        self.context.term()
-
-    def _status_line(self):
-        """The counters in one line, for the log and systemd's STATUS=."""
-        stats = self.stats
-        parts = [f"received {stats.received}"]
-        if self.writer is not None:
-            parts.append(f"written {stats.written}")
-        if self.forwarder is not None:
-            parts.append(f"forwarded {stats.forwarded}, spooled {self.forwarder.spooled}")
-        parts.append(f"dropped {counts(stats.dropped)}")
-        parts.append(f"rejected {counts(stats.rejected)}")
-        if stats.lag is not None:
-            parts.append(f"lag {stats.lag:.3f} s")
-        parts.append(f"longest stall {self.stall_probe.max_stall * 1000:.1f} ms")
-        return ", ".join(parts)
 
     def log_counters(self):
         """One line of counters (every ``--stats-interval``)."""
-        self.log.info("counters: {counters}", counters=self._status_line())
+        self.log.info("counters: {counters}", counters=status_line(self))
 
     def _notify_status(self):
-        self.notifier.status(self._status_line())
+        self.notifier.status(status_line(self))
 
     def _check_upstream(self):
         """Warn once, a few seconds after start, if no upstream could be reached."""
@@ -332,74 +261,15 @@ class OxdService(MultiService):
             spooled=forwarder.spooled,
         )
 
-    def _install_hup(self):
-        """SIGHUP reopens the log files and reloads the config file; it never stops oxd."""
-        try:
-            self._previous_hup = signal.signal(
-                signal.SIGHUP, lambda signum, frame: self._reactor.callFromThread(self.hangup)
-            )
-        except ValueError:  # not the main thread (an oxd inside a test)
-            self._previous_hup = None
-
     def hangup(self):
-        """SIGHUP: `reopen` the log files, then `reload` the config file."""
+        """SIGHUP: reopen the log files, then re-read the config file."""
         self.notifier.reloading()
         try:
-            self.reopen()
-            self.reload()
+            sighup.reopen_files(self)
+            if self._reload_config is not None and self.config.config_path is not None:
+                self.config = sighup.reload(self, self._reload_config)
         finally:
-            self.notifier.ready(self._status_line())
-
-    def reopen(self):
-        """Close every log file; the next event reopens its file at its path."""
-        count = self.writer.open_files if self.writer is not None else 0
-        if self.writer is not None:
-            self.writer.close_all()
-        self.log.info("SIGHUP: closed {count} log files, reopened as events arrive", count=count)
-
-    def reload(self):
-        """Re-read the config file: apply ``forward`` and ``verbose``, and name
-        what else changed (it needs a restart). A bad file changes nothing."""
-        if self._reload_config is None or self.config.config_path is None:
-            return
-        try:
-            new = self._reload_config()
-        except (usage.UsageError, ValueError) as e:
-            self.log.error(
-                "SIGHUP: configuration not reloaded, the running one is kept: {error}", error=e
-            )
-            return
-        old, applied, ignored = self.config, [], []
-        if new.verbosity != old.verbosity:
-            for part in (self.writer, self.collector):
-                if part is not None:
-                    part.verbosity = new.verbosity
-            applied.append(f"verbose {new.verbosity}")
-        if new.forward != old.forward:
-            if self.forwarder is not None and new.forward:
-                self.forwarder.set_addresses(list(new.forward))
-                applied.append(f"forward {', '.join(map(str, new.forward))}")
-            else:
-                ignored.append("forward (turning forwarding on or off)")
-        for field in old.__dataclass_fields__:
-            if field not in ("verbosity", "forward") and getattr(old, field) != getattr(new, field):
-                ignored.append(field.replace("_", "-"))
-        self.config = dataclasses.replace(
-            old,
-            verbosity=new.verbosity,
-            forward=new.forward if self.forwarder is not None and new.forward else old.forward,
-        )
-        self.log.info(
-            "SIGHUP: reloaded {path}: {applied}",
-            path=old.config_path,
-            applied=", ".join(applied) or "nothing to change",
-        )
-        if ignored:
-            self.log.warn(
-                "SIGHUP: changed in {path} but only applied at restart: {ignored}",
-                path=old.config_path,
-                ignored=", ".join(ignored),
-            )
+            self.notifier.ready(status_line(self))
 
     def forward(self, request):
         """The ``FORWARD`` command: re-point the forwarder to ``request['forward']``."""
@@ -409,11 +279,7 @@ class OxdService(MultiService):
         if not isinstance(value, str) or not value.strip(", "):
             return {"error": "FORWARD needs 'forward': 'host:port[,host:port...]'"}
         try:
-            addresses = [
-                Address(*ports.split_host(item.strip(), ports.DEFAULT_COLLECT_PORT))
-                for item in value.split(",")
-                if item.strip()
-            ]
+            addresses = list(forward_addresses(value))
         except ValueError as e:
             return {"error": f"bad forward address: {e}"}
         self.forwarder.set_addresses(addresses)
@@ -425,34 +291,5 @@ class OxdService(MultiService):
         self._reactor.stop()
 
     def status(self):
-        """The ``STATUS`` reply; what is buffered is flushed first (and the
-        batch being gathered sealed into the spool), so the counters add up
-        (see `Stats.balance`)."""
-        if self.writer is not None and self.writer.running:
-            self.writer.flush_pending()
-        if self.forwarder is not None and self.forwarder.running:
-            self.forwarder.seal()
-        spooled = self.forwarder.spooled if self.forwarder else 0
-        status = self.stats.snapshot()
-        status.update(self.stall_probe.snapshot())
-        status.update(
-            host=stdlib_socket.gethostname(),
-            pid=os.getpid(),
-            ports={
-                "collect": self.collector.port,
-                "control": self.config.control.port,
-                "stream": self.publisher.port,
-                "http": self.http.port if self.http is not None else None,
-            },
-            queued=spooled,
-            spooled=spooled,
-            unaccounted=self.stats.balance(
-                self.writer is not None, self.forwarder is not None, spooled
-            ),
-            queued_bytes=self.forwarder.spool.bytes if self.forwarder else 0,
-            open_files=self.writer.open_files if self.writer else 0,
-            subscriptions=self.publisher.subscriptions,
-            log_path=self.config.log_path,
-            forward=self.forwarder.status() if self.forwarder else None,
-        )
-        return status
+        """The ``STATUS`` reply (see `blueox.oxd._service_status.status_map`)."""
+        return status_map(self)

@@ -58,21 +58,12 @@ class Stats:
         self.hosts = {}
         self.untracked = 0
 
-    def record(self, host, type_name, end, now):
-        """Count one accepted event that ended at ``end``, received at ``now``."""
-        type_tally, host_tally = self.tallies(host, type_name)
-        self.received += 1
-        type_tally.count += 1
-        type_tally.last = end
-        host_tally.count += 1
-        host_tally.last = end
-        self.received_at(now, end)
-
     def tallies(self, host, type_name):
         """The tallies to update for events of ``type_name`` from ``host``.
 
         The collector keeps them next to its parsed headers and updates them
-        itself, sparing two lookups per event.
+        itself (``count``, and ``last``: the latest end time), sparing two
+        lookups per event; it adds its accepted events to ``received``.
         """
         return (
             self.events.get(type_name) or self._new_tally(self.events, type_name),

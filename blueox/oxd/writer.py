@@ -16,6 +16,9 @@ descriptors. Every second the writer also checks that each open file is
 still at its path: when ``oxstore zip`` or an operator moved or removed it,
 the writer closes it and the next event recreates it.
 
+The file names and the rotation periods are those of `blueox.store`
+(`rotation_period`, `LogFile.for_hours`), which the tools read back.
+
 Type names that are not safe as file names are refused before they get
 here (by the collector, with `blueox.wire.unsafe_type_reason`: the one
 type name rule of `blueox.wire.type_name_problem`); the writer also refuses
@@ -23,36 +26,15 @@ to open any path that would resolve outside the log directory.
 """
 
 import os
-import time
+
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from blueox.oxd.ratelimit import Throttle
+from blueox.store import SECONDS_PER_HOUR, LocalLogFile, hour_bucket, rotation_period
 
-__all__ = ["WriterService", "log_file_name"]
-
-SECONDS_PER_HOUR = 3600
-HOURS_PER_DAY = 24
-
-
-def log_file_name(type_name, hour_bucket, rotate_hours=None):
-    """The path, relative to the log directory, for one type and bucket.
-
-    ``hour_bucket`` is whole hours since the UNIX epoch (UTC), already
-    floored to the start of the rotation period.
-    """
-    stamp = time.strftime("%Y%m%d%H", time.gmtime(hour_bucket * SECONDS_PER_HOUR))
-    day = stamp[:8]
-    suffix = stamp if rotate_hours else day
-    return os.path.join(day, f"{type_name}-{suffix}.log")
-
-
-def hour_bucket(end, rotate_hours=None):
-    """Whole hours since the epoch at the start of ``end``'s rotation period."""
-    hours = int(end // SECONDS_PER_HOUR)
-    period = rotate_hours or HOURS_PER_DAY
-    return hours - (hours % HOURS_PER_DAY) % period
+__all__ = ["WriterService"]
 
 
 class _OpenLog:
@@ -72,6 +54,14 @@ class _OpenLog:
         self.start = key[1]
         self.stop = stop
         self.unsynced = False
+
+    def moved(self):
+        """Whether the file is no longer at its path (moved or removed)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self.identity
 
 
 class WriterService(Service):
@@ -202,27 +192,26 @@ class WriterService(Service):
 
         When it cannot be opened the ``count`` events are counted as dropped.
         """
-        bucket = hour_bucket(hours * SECONDS_PER_HOUR, self._rotate_hours)
-        key = (type_name, bucket)
-        entry = self._open.get(key)
+        period = rotation_period(hours, self._rotate_hours)
+        entry = self._open.get((type_name, period[0]))
+        if entry is None and not self._may_use_folder(type_name, period[0]):
+            # Too many new date folders this minute: file it under now.
+            self._stats.retimed["folder_limit"] += 1
+            now = int(self._clock.seconds() // SECONDS_PER_HOUR)
+            period = rotation_period(now, self._rotate_hours)
+            entry = self._open.get((type_name, period[0]))
         if entry is None:
-            if not self._may_use_folder(bucket):
-                # Too many new date folders this minute: file it under now.
-                self._stats.retimed["folder_limit"] += 1
-                now = self._clock.seconds()
-                key = (type_name, hour_bucket(now, self._rotate_hours))
-                entry = self._open.get(key)
-        if entry is None:
-            entry = self._open_log(key, count)
+            entry = self._open_log(type_name, period, count)
             if entry is None:
                 return None
         self._current[type_name] = entry
         return entry
 
-    def _may_use_folder(self, bucket):
-        """Whether the date folder of ``bucket`` exists or may be created now."""
-        day = time.strftime("%Y%m%d", time.gmtime(bucket * SECONDS_PER_HOUR))
-        if os.path.isdir(os.path.join(self.log_path, day)):
+    def _may_use_folder(self, type_name, first):
+        """Whether the date folder of the file starting at hour ``first``
+        exists or may be created now."""
+        folder = LocalLogFile.for_hours(type_name, first, self._rotate_hours).folder
+        if os.path.isdir(os.path.join(self.log_path, folder)):
             return True
         minute = int(self._clock.seconds() // 60)
         last_minute, count = self._new_folders
@@ -233,11 +222,13 @@ class WriterService(Service):
         self._new_folders = (minute, count + 1)
         return True
 
-    def _open_log(self, key, count=1):
-        type_name, bucket = key
-        path = os.path.join(
-            self.log_path, log_file_name(type_name, bucket, self._rotate_hours)
-        )
+    def _open_log(self, type_name, period, count=1):
+        """Open the file of ``type_name`` for the hours ``period`` (first,
+        stop); None (the ``count`` events counted as dropped) if it cannot be."""
+        first, stop = period
+        key = (type_name, first)
+        log_file = LocalLogFile.for_hours(type_name, first, self._rotate_hours)
+        path = log_file.get_local_file_path(self.log_path)
         if os.path.dirname(os.path.dirname(os.path.abspath(path))) != self.log_path:
             self._stats.reject("unsafe_type", count)
             return None
@@ -253,17 +244,10 @@ class WriterService(Service):
             self._stats.drop("write_error", count)
             self._log_error("cannot open {path}: {error}", path=path, error=e)
             return None
-        period = self._rotate_hours or HOURS_PER_DAY
-        day_end = (bucket // HOURS_PER_DAY + 1) * HOURS_PER_DAY
         if self.verbosity:
             self.log.info("writing {path}", path=path)
         entry = self._open[key] = _OpenLog(
-            key,
-            path,
-            file,
-            (st.st_dev, st.st_ino),
-            self._clock.seconds(),
-            stop=min(bucket + period, day_end),
+            key, path, file, (st.st_dev, st.st_ino), self._clock.seconds(), stop
         )
         return entry
 
@@ -306,13 +290,6 @@ class WriterService(Service):
             self._stats.drop("write_error", entry.pending)
             self._log_error("close of {path} failed: {error}", path=entry.path, error=e)
 
-    def _moved(self, entry):
-        try:
-            st = os.stat(entry.path)
-        except OSError:
-            return True
-        return (st.st_dev, st.st_ino) != entry.identity
-
     def tick(self):
         """Flush, close idle files and let go of moved or removed ones."""
         now = self._clock.seconds()
@@ -324,7 +301,7 @@ class WriterService(Service):
                 if self.verbosity:
                     self.log.info("closing idle {path}", path=entry.path)
                 self._close(key)
-            elif self._moved(entry):
+            elif entry.moved():
                 self.log.info("{path} was moved or removed; reopening", path=entry.path)
                 self._close(key)
 

@@ -5,7 +5,8 @@ or OpenSearch 2 (no mapping types): documents are stored by index and
 ``_id``; ``create`` of an existing ``_id`` is a 409; tests can script
 whole-request failures, per-item failures and rejections. It is served over
 real HTTP on loopback by `BulkHTTPServer`, or in memory to
-``treq.testing.StubTreq`` by `BulkResource`.
+``treq.testing.StubTreq`` by `BulkResource`. `make_event`, `encode` and `sources` make the events the
+tests ship and read back what the index stored.
 """
 
 import json
@@ -14,7 +15,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from twisted.web.resource import Resource
 
-__all__ = ["FakeBulkIndex", "BulkHTTPServer", "BulkResource"]
+from blueox import wire
+
+__all__ = ["END", "make_event", "encode", "sources", "FakeBulkIndex", "BulkHTTPServer", "BulkResource"]
+
+END = 1700000000.5  # 2023-11-14T22:13:20.5Z
+
+
+def make_event(n, type_name="request", **body):
+    """Event number ``n``: it ends ``n`` seconds after `END`, 0.25 s after it started."""
+    return {
+        "id": f"{n:032x}", "type": type_name, "host": "web1", "pid": 42,
+        "start": END - 0.25 + n, "end": END + n, "body": dict(body, n=n),
+    }
+
+
+def encode(events):
+    """``events`` as oxd writes them: concatenated msgpack."""
+    return b"".join(wire.encode_body(e) for e in events)
+
+
+def sources(index):
+    """The sources stored in a `FakeBulkIndex`, ordered by their event's n."""
+    return sorted(index.documents.values(), key=lambda s: s["body"]["n"])
 
 
 class FakeBulkIndex:

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.cli._run import run_tool
 
-TOOLS = ("oxd", "oxctl", "oxview", "oxingest", "oxstore", "oxstash", "oxcert")
+TOOLS = ("oxd", "oxctl", "oxview", "oxingest", "oxstore", "oxstash", "oxcert", "oxreport")
 
 
 class HelpTests(SynchronousTestCase):

@@ -5,6 +5,7 @@ import asyncio
 import zmq
 
 import blueox
+from blueox.testing import RecordedEvents
 from blueox import wire
 from blueox.testing import free_port
 
@@ -14,10 +15,10 @@ class RecordingMixin:
 
     def setUp(self):
         super().setUp()
-        self.events = []
-        blueox.configure(None, None, recorder=lambda context: self.events.append(context.to_dict()))
+        self.recorded = RecordedEvents().start()
+        self.addCleanup(self.recorded.stop)
         self.addCleanup(blueox.clear_contexts)
-        self.addCleanup(blueox.configure, None, None)
+        self.events = self.recorded.events
 
     def events_of(self, type_name):
         """The recorded events named ``type_name``."""

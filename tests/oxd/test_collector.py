@@ -172,5 +172,5 @@ class CollectorTests(SynchronousTestCase):
         self.collector = self.make_collector(name_cache_size=16)
         for n in range(100):
             self.collector.message_received([raw_header(f"t{n}".encode()), b"\x80"])
-        self.assertLessEqual(len(self.collector._sources), 16)
+        self.assertLessEqual(len(self.collector._intake.sources), 16)
         self.assertEqual(self.stats.received, 100)

@@ -6,8 +6,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from blueox.oxd.config import Address
 from blueox.oxd.control import ControlService, handle_request
 from blueox.oxd.stats import Stats
+from tests.oxd._fakezmq import FakeContext
 
 COMMANDS = {
     "STATUS": lambda request: {"received": 1},
@@ -186,3 +188,39 @@ class ControlSecretTests(SynchronousTestCase):
                     _InprocAddress("x"), None, MemoryReactorClock(), None, status=None,
                     stream_port=None, collect_port=None, shutdown=None, secret=secret,
                 )
+
+
+class ControlPortTests(SynchronousTestCase):
+    def make_service(self, address, context):
+        return ControlService(
+            address, context, MemoryReactorClock(), Stats(MemoryReactorClock()),
+            status=dict, stream_port=lambda: 1, collect_port=lambda: 2, shutdown=lambda: None,
+        )
+
+    def test_port_chosen_by_the_system(self):
+        """Bound to port 0, the control port knows the port it got."""
+        context = zmq.Context()
+        self.addCleanup(context.destroy, linger=0)
+        service = self.make_service(Address("127.0.0.1", 0), context)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertGreater(service.port, 0)
+        client = context.socket(zmq.REQ)
+        self.addCleanup(client.close, linger=0)
+        client.connect(f"tcp://127.0.0.1:{service.port}")
+        client.send(msgpack.packb({"cmd": "SOCK_COLLECT"}))
+        self.assertTrue(service._socket.socket.poll(5000), "no request")
+        service._socket.doRead()
+        self.assertTrue(client.poll(5000), "no reply")
+        self.assertEqual(msgpack.unpackb(client.recv()), {"port": 2})
+
+    def test_stop_lets_the_last_reply_leave(self):
+        """The ROUTER socket is bounded, and closed at stop with half a second for a SHUTDOWN reply to leave."""
+        context = FakeContext()
+        service = self.make_service(Address("127.0.0.1", 3513), context)
+        service.startService()
+        (socket,) = context.sockets
+        self.assertEqual((socket.socket_type, socket.bound), (zmq.ROUTER, ["tcp://127.0.0.1:3513"]))
+        self.assertEqual(socket.options[zmq.MAXMSGSIZE], 64 * 1024)
+        service.stopService()
+        self.assertEqual((socket.closed, socket.linger), (True, 500))

@@ -35,7 +35,7 @@ from blueox.oxd.http import (
 )
 from blueox.oxd.stats import StallProbe, Stats
 from blueox.testing import free_port, make_event, send_events, wait_for
-from tests.oxd.test_service import OxdTestCase
+from tests.oxd.test_service_e2e import OxdTestCase
 
 HOSTILE = 'a"b\\c\nd\\n'  # a quote, a backslash, a newline and a literal \n
 
@@ -352,13 +352,18 @@ class MetricsTests(SynchronousTestCase):
         stats, probe = Stats(clock), StallProbe(clock, interval=0.05)
         probe.start()
         clock.advance(0.05 + 0.2)
-        stats.record("web1", "request", 1.0, 2.0)
+        # One event counted as the collector counts it.
+        type_tally, host_tally = stats.tallies("web1", "request")
+        type_tally.count = host_tally.count = stats.received = 1
+        type_tally.last = host_tally.last = 1.0
+        stats.received_at(2.0, 1.0)
         stats.drop("spool_full")
         status = stats.snapshot()
         status.update(probe.snapshot(), ports={"collect": 1}, forward=None)
         probe.stop()
         samples, _ = parse(render(status))
         self.assertEqual(samples[("blueox_oxd_received_total", ())], 1)
+        self.assertEqual(samples[("blueox_oxd_events_by_type_total", (("type", "request"),))], 1)
         self.assertEqual(samples[("blueox_oxd_dropped_total", (("reason", "spool_full"),))], 1)
         self.assertEqual(samples[("blueox_oxd_reactor_stall_seconds_count", ())], 2)
         self.assertEqual(

@@ -3,16 +3,25 @@
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from blueox import wire
+from blueox.oxd.collector import CollectorService
+from blueox.oxd.config import Address
 from blueox.oxd.stats import StallProbe, Stats
+from blueox.testing import make_event
 
 
 class StatsTests(SynchronousTestCase):
-    def test_record_tallies_types_and_hosts(self):
-        """Each event updates received, last, lag and its type's and host's tallies."""
+    def test_collector_tallies_types_and_hosts(self):
+        """Events the collector accepts are tallied by type and host, and received, last and lag follow the latest arrival."""
         clock = Clock()
+        clock.advance(100.5)
         stats = Stats(clock)
-        stats.record("web1", "request", 100.0, 100.5)
-        stats.record("web2", "request", 101.0, 101.25)
+        collector = CollectorService(Address("127.0.0.1", 1), clock, stats)
+        collector.message_received(wire.encode_event(make_event("request", end=100.0, host="web1")))
+        collector.batch_end(drained=True)
+        clock.advance(0.75)
+        collector.message_received(wire.encode_event(make_event("request", end=101.0, host="web2")))
+        collector.batch_end(drained=True)
         snapshot = stats.snapshot()
         self.assertEqual(snapshot["received"], 2)
         self.assertEqual(snapshot["last"], 101.25)
@@ -24,13 +33,15 @@ class StatsTests(SynchronousTestCase):
         )
 
     def test_tables_are_bounded(self):
-        """Past max_names distinct names, new names are only counted as untracked."""
+        """Past max_names distinct names, new names get tallies counted nowhere, and are counted as untracked."""
         stats = Stats(Clock(), max_names=10)
         for n in range(25):
-            stats.record("host", f"type{n}", 1.0, 1.0)
+            type_tally, host_tally = stats.tallies("host", f"type{n}")
+            type_tally.count += 1
         self.assertEqual(len(stats.events), 10)
         self.assertEqual(stats.untracked, 15)
-        self.assertEqual(stats.received, 25)
+        self.assertEqual(sum(t["count"] for t in stats.snapshot()["events"].values()), 10)
+        self.assertIs(stats.tallies("host", "type0")[0], stats.events["type0"])
 
     def test_reasons_are_counted(self):
         """Drops and rejections are counted by reason and served as plain maps."""

@@ -23,7 +23,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from blueox.oxd.ratelimit import WARN_INTERVAL
 from blueox.oxd.systemd import Notifier, monotonic_usec
 from blueox.testing import OxdProcess, make_event, send_events, wait_for
-from tests.oxd.test_service import OxdTestCase
+from tests.oxd.test_service_e2e import OxdTestCase
 
 OXD = os.path.join(os.path.dirname(sys.executable), "oxd")
 UNIT = os.path.join(

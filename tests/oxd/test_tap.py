@@ -148,12 +148,65 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(caught.exception.code, 2)
 
     def test_make_service(self):
-        """makeService builds an unstarted root service from the frozen config."""
+        """makeService makes an unstarted service from the options, whose SIGHUP re-reads the same command line and config file."""
+        self.patch(sys, "excepthook", sys.excepthook)
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("verbose = 0\n")
+        log_path = os.path.abspath(self.mktemp())
         options = OxdOptions()
-        options.parseOptions(["--log-path=/tmp/x", "--forward=up:1"])
+        options.parseOptions([f"--config={path}", f"--log-path={log_path}", "--rotate-hours=3"])
         service = makeService(options)
-        self.assertEqual(service.config, options.to_config())
         self.assertFalse(service.running)
+        self.assertEqual((service.writer.log_path, service.writer.verbosity), (log_path, 0))
+        self.assertEqual(service.config.rotate_hours, 3)
+        self.assertIsNone(service.zmq_context.context)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("verbose = 2\n")
+        service.hangup()
+        self.assertEqual((service.config.verbosity, service.writer.verbosity), (2, 2))
+        self.assertEqual(service.config.log_path, log_path)
+
+    def test_start_errors_end_without_a_traceback(self):
+        """After makeService an uncaught StartError prints nothing more (it was logged); other errors still print their traceback."""
+        from blueox.oxd.service import StartError
+
+        printed = []
+        self.patch(sys, "excepthook", lambda *exc_info: printed.append(exc_info[0]))
+        options = OxdOptions()
+        options.parseOptions([])
+        makeService(options)
+        makeService(options)
+        sys.excepthook(StartError, StartError("port taken"), None)
+        self.assertEqual(printed, [])
+        sys.excepthook(RuntimeError, RuntimeError("a bug"), None)
+        self.assertEqual(printed, [RuntimeError])
+
+    def test_check_config_parses_without_exiting(self):
+        """OxdOptions with --check-config parses like any option; describe() is what it prints."""
+        options = OxdOptions()
+        options.parseOptions(["--check-config", "--forward=a:1,b", "--stream-ports=40000-40010"])
+        self.assertTrue(options["check-config"])
+        text = options.describe()
+        self.assertTrue(text.startswith("oxd: configuration OK (the command line)\n"), text)
+        self.assertIn("  forward: a:1, b:3514\n", text)
+        self.assertIn("  stream-ports: 40000-40010\n", text)
+        self.assertIn("  log-path: -\n", text)
+
+    def test_twistd_config_file_error_names_the_file(self):
+        """Under twistd a bad key in the config file is one line naming the file and the key, status 2."""
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("max-connections = 0\n")
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        with self.assertRaises(SystemExit) as caught:
+            Options().parseOptions([f"--config={path}"])
+        self.assertEqual(caught.exception.code, 2)
+        self.assertEqual(
+            stderr.getvalue(),
+            f"twistd blueox: error: {path}: max-connections: 0 is not a positive integer\n",
+        )
 
 
 class PluginTests(SynchronousTestCase):
@@ -181,6 +234,19 @@ class PluginTests(SynchronousTestCase):
         self.assertEqual(result.stdout, "")
         self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
         self.assertIn("--rotate-hours", result.stderr)
+
+    def test_twistd_check_config(self):
+        """twistd blueox --check-config prints the configuration and exits 0 without starting."""
+        result = subprocess.run(
+            twistd_command() + ["-n", "--pidfile=", "blueox", "--check-config", "--rotate-hours=4"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith("oxd: configuration OK (the command line)\n"))
+        self.assertIn("  rotate-hours: 4\n", result.stdout)
+        self.assertNotIn("starting up", result.stdout + result.stderr)
 
 
 class AddressFormTests(SynchronousTestCase):
@@ -222,116 +288,3 @@ class AddressFormTests(SynchronousTestCase):
             "oxd: error: --collect: cannot resolve 'nonsense.invalid': "
             + result.stderr.split(": ", 4)[-1].strip()
         ])
-
-
-class ConfigFileTests(SynchronousTestCase):
-    def write(self, text):
-        path = self.mktemp()
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return path
-
-    def test_file_sets_options(self):
-        """Keys named as the long options set them: strings, numbers, lists, flags, verbose."""
-        path = self.write(
-            'log-path = "/tmp/oxd-logs"\n'
-            'collect = "127.0.0.1:4514"\n'
-            'forward = ["a:1", "b:2"]\n'
-            "max-connections = 5\n"
-            "fsync-interval = 0.5\n"
-            'max-event-age = "2d"\n'
-            "check-bodies = true\n"
-            "verbose = 2\n"
-        )
-        config = parse(f"--config={path}")
-        self.assertEqual(config.log_path, "/tmp/oxd-logs")
-        self.assertEqual(config.collect, Address("127.0.0.1", 4514))
-        self.assertEqual(config.forward, (Address("a", 1), Address("b", 2)))
-        self.assertEqual(config.max_connections, 5)
-        self.assertEqual(config.fsync_interval, 0.5)
-        self.assertEqual(config.max_event_age, 2 * 86400)
-        self.assertTrue(config.check_bodies)
-        self.assertEqual(config.verbosity, 2)
-        self.assertEqual(config.config_path, path)
-
-    def test_command_line_wins(self):
-        """An option on the command line beats the file, wherever --config stands."""
-        path = self.write('log-path = "/tmp/a"\nfsync = "batch"\nverbose = 2\n')
-        config = parse("--log-path=/tmp/b", f"--config={path}", "--fsync=never", "-v")
-        self.assertEqual((config.log_path, config.fsync, config.verbosity), ("/tmp/b", "never", 1))
-        config = parse("--config", path)
-        self.assertEqual((config.log_path, config.fsync, config.verbosity), ("/tmp/a", "batch", 2))
-
-    def test_errors_name_the_key(self):
-        """Unknown keys, wrong types, bad values and bad TOML are one line naming file and key."""
-        cases = {
-            'log_path = "/tmp"\n': "unknown key 'log_path' (did you mean 'log-path'?)",
-            "nonsense = 1\n": "unknown key 'nonsense'",
-            "config = 'x'\n": "unknown key 'config'",
-            "max-connections = 0\n": "max-connections: 0 is not a positive integer",
-            'max-connections = "many"\n': "max-connections: 'many' is not a whole number",
-            "fsync = 'sometimes'\n": "fsync: --fsync must be one of",
-            "check-bodies = 'yes'\n": "check-bodies: expected true or false",
-            "collect = [1]\n": "collect: expected a string or a number, not a list",
-            "forward = []\n": "forward: expected",
-            "verbose = 9\n": "verbose: expected a level from 0 to 3",
-            "rotate-hours = 13\n": "rotate-hours: --rotate-hours must be between 1 and 12",
-            "log-path = \n": "Invalid value",
-        }
-        for text, expected in cases.items():
-            path = self.write(text)
-            with self.assertRaises(usage.UsageError, msg=text) as caught:
-                parse(f"--config={path}")
-            message = str(caught.exception)
-            self.assertTrue(message.startswith(f"{path}: "), message)
-            self.assertIn(expected, message)
-            self.assertNotIn("\n", message)
-
-    def test_reload_reads_the_file_again(self):
-        """reload() gives the file's new values, the command line still winning."""
-        path = self.write('forward = "a:1"\nverbose = 0\n')
-        options = OxdOptions()
-        options.parseOptions([f"--config={path}", "--log-path=/tmp/x"])
-        with open(path, "w", encoding="utf-8") as f:
-            f.write('forward = "b:2"\nverbose = 1\nlog-path = "/tmp/y"\n')
-        config = options.reload()
-        self.assertEqual(config.forward, (Address("b", 2),))
-        self.assertEqual((config.verbosity, config.log_path), (1, "/tmp/x"))
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("forward = 3 4\n")
-        self.assertRaises(usage.UsageError, options.reload)
-
-    def test_control_secret_file(self):
-        """The secret is read from its file without the trailing newline; short ones are refused."""
-        path = self.write("s3cret-s3cret-s3cret\n")
-        self.assertEqual(parse(f"--control-secret-file={path}").control_secret, b"s3cret-s3cret-s3cret")
-        path = self.write("short\n")
-        with self.assertRaises(usage.UsageError) as caught:
-            parse(f"--control-secret-file={path}")
-        self.assertIn("at least 16", str(caught.exception))
-
-    def test_example_config_is_valid(self):
-        """contrib/oxd.toml, the commented example, parses (its paths aside)."""
-        example = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "oxd.toml")
-        arguments = __import__("blueox.oxd.tap", fromlist=["x"]).config_arguments(example)
-        self.assertIn("--log-path=/var/log/blueox", arguments)
-
-    def test_check_config(self):
-        """oxd --check-config prints the configuration and exits 0, or one line and 2."""
-        oxd = os.path.join(os.path.dirname(sys.executable), "oxd")
-        path = self.write('log-path = "/tmp/x"\nhttp = "127.0.0.1:3515"\n')
-        result = subprocess.run(
-            [oxd, f"--config={path}", "--check-config"], capture_output=True, text=True, timeout=60
-        )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn(f"oxd: configuration OK ({path})", result.stdout)
-        self.assertIn("log-path: /tmp/x", result.stdout)
-        self.assertIn("http: 127.0.0.1:3515", result.stdout)
-        bad = self.write("max-connections = -1\n")
-        result = subprocess.run(
-            [oxd, f"--config={bad}", "--check-config"], capture_output=True, text=True, timeout=60
-        )
-        self.assertEqual(result.returncode, 2)
-        self.assertEqual(
-            result.stderr, f"oxd: error: {bad}: max-connections: -1 is not a positive integer\n"
-        )

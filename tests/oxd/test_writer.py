@@ -1,6 +1,7 @@
 """Tests for blueox.oxd.writer: file names, rotation, flushing, reopening, bounds."""
 
 import calendar
+import datetime
 import os
 import shutil
 
@@ -8,17 +9,22 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from blueox.oxd.stats import Stats
-from blueox.oxd.writer import WriterService, hour_bucket, log_file_name
+from blueox.oxd.writer import WriterService
 from blueox.testing import log_files, read_events
 from blueox.wire import encode_body
-from tests.test_wire import GOOD_TYPE_NAMES
+from tests.test_wire_names import GOOD_TYPE_NAMES
+
+
+DT = datetime.datetime
 
 
 def utc(year, month, day, hour=0, minute=0, second=0):
     return float(calendar.timegm((year, month, day, hour, minute, second)))
 
 
-class WriterTests(SynchronousTestCase):
+class _WriterTestCase(SynchronousTestCase):
+    """Makes a started writer on a fake clock, under a fresh log directory."""
+
     def make_writer(self, **kw):
         self.log_path = self.mktemp()
         self.clock = Clock()
@@ -31,6 +37,8 @@ class WriterTests(SynchronousTestCase):
     def path(self, relative):
         return os.path.join(self.log_path, relative)
 
+
+class WriterTests(_WriterTestCase):
     def test_daily_file_name(self):
         """Without rotation an event goes to <YYYYMMDD>/<type>-<YYYYMMDD>.log by its UTC end date."""
         writer = self.make_writer()
@@ -52,13 +60,29 @@ class WriterTests(SynchronousTestCase):
             12: {7: "00", 23: "12"},
         }
         for rotate, hours in cases.items():
-            for hour, expected in hours.items():
-                bucket = hour_bucket(utc(2024, 3, 10, hour, 30), rotate)
-                self.assertEqual(
-                    log_file_name("request", bucket, rotate),
-                    f"20240310/request-20240310{expected}.log",
-                    f"rotate {rotate}, hour {hour}",
-                )
+            writer = self.make_writer(rotate_hours=rotate)
+            for hour in hours:
+                writer.write("request", utc(2024, 3, 10, hour, 30), b"\x80")
+            writer.stopService()
+            self.assertEqual(
+                log_files(self.log_path),
+                [f"20240310/request-20240310{expected}.log" for expected in hours.values()],
+                f"rotate {rotate}",
+            )
+
+    def test_names_are_the_stores(self):
+        """blueox.store reads the writer's files back as the type and period each event was filed under."""
+        from blueox import store
+
+        writer = self.make_writer(rotate_hours=3)
+        writer.write("request.db", utc(2024, 3, 10, 23, 59), b"\x80")
+        writer.write("my-app", utc(2024, 3, 11, 1, 0), b"\x80")
+        writer.stopService()
+        found = {(f.type_name, f.dt, f.file_path) for f in store.list_log_files(self.log_path)}
+        self.assertEqual(found, {
+            ("request.db", DT(2024, 3, 10, 21), "20240310/request.db-2024031021.log"),
+            ("my-app", DT(2024, 3, 11, 0), "20240311/my-app-2024031100.log"),
+        })
 
     def test_rotation_rolls_over_to_new_file(self):
         """Events across a rotation boundary land in separate files, each in its own period."""
@@ -197,7 +221,7 @@ class WriterTests(SynchronousTestCase):
                          [os.path.basename(self.log_path)])
 
 
-class GroupAndDurabilityTests(WriterTests):
+class GroupAndDurabilityTests(_WriterTestCase):
     def test_group_written_once_and_counted_per_event(self):
         """A group of bodies is one write counted as its number of events once flushed."""
         writer = self.make_writer()
