@@ -25,6 +25,7 @@ __all__ = [
     "make_links",
     "make_forwarder",
     "make_collector",
+    "open_stored",
 ]
 
 _COMPRESS = {"auto": "auto", "zstd": True, "none": False}
@@ -92,18 +93,27 @@ def load_tls(config):
 
 def make_links(config, clock):
     """The link table, journaled under ``--state-path``, else LOG_PATH/.oxd,
-    else in memory; reading its journal opens it, so it is made at start."""
+    else in memory; not opened (`open_stored` does, at start)."""
     state_path = config.state_path
-    if state_path is not None:
+    if state_path is None and config.log_path is not None:
+        state_path = os.path.join(config.log_path, ".oxd")
+    if state_path is None:
+        return LinkTable(clock)
+    return LinkTable(clock, path=os.path.join(state_path, "links"), open_now=False)
+
+
+def open_stored(config, links, forwarder):
+    """Open what oxd keeps on disk, before any port is bound: the
+    ``--state-path`` folder, the link table's journal and the forwarder's
+    spool (a disk spool is recovered). Raises OSError when one cannot be."""
+    if config.state_path is not None:
         # Made now, so that an unusable path stops oxd at start rather
         # than refusing every batch later. (LOG_PATH/.oxd is made at the
         # first batch: an oxd that only hears applications leaves none.)
-        os.makedirs(state_path, exist_ok=True)
-    elif config.log_path is not None:
-        state_path = os.path.join(config.log_path, ".oxd")
-    else:
-        return LinkTable(clock)
-    return LinkTable(clock, path=os.path.join(state_path, "links"))
+        os.makedirs(config.state_path, exist_ok=True)
+    links.open()
+    if forwarder is not None:
+        forwarder.spool.open()
 
 
 def _make_spool(config, reactor):
@@ -111,15 +121,19 @@ def _make_spool(config, reactor):
     max_events = config.spool_max_events or SPOOL_BOUNDS[kind][0]
     max_bytes = config.spool_max_bytes or SPOOL_BOUNDS[kind][1]
     if config.spool_path is None:
-        return MemorySpool(reactor, max_events, max_bytes)
+        return MemorySpool(reactor, max_events, max_bytes, open_now=False)
     return DiskSpool(
-        reactor, config.spool_path, max_events, max_bytes, fsync=config.fsync != "never"
+        reactor,
+        config.spool_path,
+        max_events,
+        max_bytes,
+        fsync=config.fsync != "never",
+        open_now=False,
     )
 
 
 def make_forwarder(config, reactor, stats, tls):
-    """The forwarder and its spool, or None without ``--forward``; a disk
-    spool is recovered from its files here, so it is made at start."""
+    """The forwarder and its spool (not opened), or None without ``--forward``."""
     if not config.forward:
         return None
     return ForwarderService(

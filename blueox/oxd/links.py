@@ -8,7 +8,8 @@ acknowledged again and dropped, not written twice.
 With a ``path`` (created at the first batch) the table survives restarts: each recorded sequence is one
 32-byte record appended to a journal (``!16sQd``: link id, sequence,
 time), flushed before the batch is acknowledged (and fsynced when the
-caller asks). At start the journal is read back; a torn last record is
+caller asks). `LinkTable.open` reads the journal back (the constructor
+touches nothing on disk unless ``open_now``); a torn last record is
 ignored. When the journal holds ``compact_after`` records it is rewritten
 with one record per link (to a temporary file, fsynced, then renamed), so
 it stays bounded: at most ``max_links`` links are kept, the least recently
@@ -27,11 +28,16 @@ _record = struct.Struct("!16sQd")
 
 
 class LinkTable:
-    """High-water sequences by link id, optionally journaled under ``path``."""
+    """High-water sequences by link id, optionally journaled under ``path``.
+
+    With a path, `open` must be called before batches are recorded
+    (``open_now=True``, the default, calls it in the constructor); until
+    then the table is empty and ``record`` raises RuntimeError.
+    """
 
     log = Logger()
 
-    def __init__(self, clock, path=None, max_links=10_000, compact_after=65_536):
+    def __init__(self, clock, path=None, max_links=10_000, compact_after=65_536, open_now=True):
         self._clock = clock
         self.path = path
         self._max_links = max_links
@@ -40,8 +46,19 @@ class LinkTable:
         self._seen = OrderedDict()  # least recently seen first
         self._records = 0
         self._file = None
-        if path is not None:
-            self._load()
+        self.opened = path is None
+        if open_now:
+            self.open()
+
+    def open(self):
+        """Read the journal back (a no-op without a path or when already open).
+
+        Raises OSError when the journal exists but cannot be read.
+        """
+        if self.opened:
+            return
+        self._load()
+        self.opened = True
 
     def __len__(self):
         return len(self._sequences)
@@ -61,6 +78,8 @@ class LinkTable:
         The table changes only once the records are written (and fsynced
         when asked): if that raises, nothing is noted.
         """
+        if not self.opened:
+            raise RuntimeError(f"{self.path}: the link table is not open (call open() first)")
         now = self._clock.seconds()
         if self.path is not None:
             if self._file is None:
@@ -125,6 +144,7 @@ class LinkTable:
             self._file = open(self.path, "ab")
 
     def close(self):
+        """Close the journal; the table stays readable and reopens it at the next record."""
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -1,13 +1,15 @@
 """oxd's root service: its parts, made from an `OxdConfig`, started and stopped in order.
 
-Made in the constructor, opening nothing: the counters, the systemd
-notifier, the ZeroMQ context (opened by the first socket), the writer, the
-publisher, the control port and the HTTP endpoint. Made at start, because
-making them reads state kept on disk: the link table (its journal), the
-forwarder (a disk spool is recovered when made) and the collector, which
-takes both.
+Every part is made in the constructor, which opens nothing (no port, no
+file but the ``--tls`` files it reads): the counters, the systemd notifier,
+the ZeroMQ context (opened by the first socket), the writer, the publisher,
+the link table, the forwarder and its spool, the collector, the control
+port and the HTTP endpoint.
 
-Start, in order: writer, publisher, forwarder, collector, control port,
+Start: first what oxd keeps on disk is opened (the ``--state-path``
+folder, the link table's journal, the forwarder's spool, which a disk spool
+recovers), before any port is bound; then, in order: writer, publisher,
+forwarder, collector, control port,
 HTTP endpoint (``--http``), the reactor stall probe; then systemd hears
 ``READY=1`` (the ports are bound by then). A part that cannot start (a port
 taken, a path oxd may not use) is logged as one critical line, what had
@@ -98,15 +100,22 @@ class OxdService(MultiService):
         self.stall_probe = StallProbe(reactor)
         self.notifier = Notifier(reactor, environ=environ)
         self.zmq_context = ZmqContext(context_factory)
+        try:
+            tls, self._tls_error = parts.load_tls(config), None
+        except ValueError as e:
+            # Reported at start, like any other reason not to start.
+            tls, self._tls_error = None, StartError(f"--tls: {e}")
         self.writer = parts.make_writer(config, stats, reactor)
         self.publisher = parts.make_publisher(config, self.zmq_context, reactor, stats)
+        self.links = parts.make_links(config, reactor)
+        self.forwarder = parts.make_forwarder(config, reactor, stats, tls)
+        self.collector = parts.make_collector(
+            config, reactor, stats, tls, self.writer, self.publisher, self.forwarder, self.links
+        )
         self.control = parts.make_control(config, self.zmq_context, reactor, stats, self)
         self.http = parts.make_http(config, reactor, self.status)
-        # Made at start: making them reads their files (module docstring).
-        self.links = self.forwarder = self.collector = None
-        for part in (self.writer, self.publisher, self.control, self.http):
-            if part is not None:
-                part.setServiceParent(self)
+        for part in self._parts():
+            part.setServiceParent(self)
         self._stats_loop = LoopingCall(self.log_counters)
         self._stats_loop.clock = reactor
         self._notify_loop = LoopingCall(self._notify_status)
@@ -121,28 +130,13 @@ class OxdService(MultiService):
         )
         return [part for part in every if part is not None]
 
-    def _make_stored_parts(self):
-        """The link table, the forwarder and the collector (they read files when made)."""
-        config, reactor = self.config, self._reactor
-        try:
-            tls = parts.load_tls(config)
-        except ValueError as e:
-            raise StartError(f"--tls: {e}") from None
-        self.links = parts.make_links(config, reactor)
-        self.forwarder = parts.make_forwarder(config, reactor, self.stats, tls)
-        self.collector = parts.make_collector(
-            config, reactor, self.stats, tls, self.writer, self.publisher, self.forwarder,
-            self.links,
-        )
-        for part in (self.forwarder, self.collector):
-            if part is not None:
-                part.setServiceParent(self)
-
     def startService(self):
         """Start the parts in order; see the module docstring."""
         started = []
         try:
-            self._make_stored_parts()
+            if self._tls_error is not None:
+                raise self._tls_error
+            parts.open_stored(self.config, self.links, self.forwarder)
             for part in self._parts():
                 part.startService()
                 started.append(part)
@@ -171,8 +165,7 @@ class OxdService(MultiService):
                 self.log.failure("closing {part} after a failed start", part=type(part).__name__)
         if self.forwarder is not None and not self.forwarder.running:
             self.forwarder.spool.close()
-        if self.links is not None:
-            self.links.close()
+        self.links.close()
         self.zmq_context.destroy()
         raise StartError(str(error)) from error
 
@@ -206,8 +199,7 @@ class OxdService(MultiService):
             ("http endpoint", self.http),
         )
         steps = [(name, part.stopService) for name, part in named if part and part.running]
-        if self.links is not None:
-            steps.append(("link table", self.links.close))
+        steps.append(("link table", self.links.close))
         steps.append(("ZeroMQ context", lambda: self.zmq_context.terminate(self._reactor)))
         return steps
 

@@ -626,6 +626,33 @@ class DiskSpoolTests(ForwarderTestCase):
     def disk_spool(self, path):
         return DiskSpool(self.reactor, path, 100_000, 64 * 1024 * 1024)
 
+    def test_made_reads_nothing_until_started(self):
+        """A forwarder made on an unopened disk spool touches nothing (no folder, no recovered count, no connection); startService opens the spool, counts what it recovered and sends that first."""
+        path = self.mktemp()
+        fresh = self.service(
+            spool=DiskSpool(self.reactor, path, 100, 1 << 20, open_now=False), start=False
+        )
+        self.assertFalse(os.path.exists(path))
+        fresh.startService()
+        self.assertTrue(os.path.isdir(path))
+        self.stop(fresh)
+
+        left = DiskSpool(self.reactor, path, 100, 1 << 20)
+        left.append(wire.encode_payload([("web", "h1", [event(1)[2:]])], False), 1)
+        left.close()
+        stats = Stats(self.reactor)
+        spool = DiskSpool(self.reactor, path, 100, 1 << 20, open_now=False)
+        fwd = self.service(spool=spool, stats=stats, start=False)
+        self.assertEqual((stats.recovered, fwd.spooled, fwd.upstreams), (0, 0, []))
+        self.assertEqual(self.attempts(A), [0])  # only the first forwarder's
+        fwd.startService()
+        self.assertEqual((stats.recovered, fwd.spooled), (1, 1))
+        peer = self.connect(A)
+        [batch] = peer.batches()
+        self.assertEqual(events_of(batch), [event(1)])
+        peer.ack(batch)
+        self.assertEqual(stats.forwarded, 1)
+
     def test_restart_recovers_and_continues_sequences(self):
         """Batches left in a disk spool are recovered by the next forwarder (counted in recovered) and sent first, on the same link id, with sequences above every one used before (the leased block, and the clock)."""
         path = self.mktemp()

@@ -26,8 +26,9 @@ class LinkTableTests(SynchronousTestCase):
         self.path = os.path.join(self.mktemp(), "state", "links")
 
     def table(self, **kw):
-        table = LinkTable(self.clock, path=self.path, **kw)
+        table = LinkTable(self.clock, path=self.path, open_now=False, **kw)
         self.addCleanup(table.close)
+        table.open()
         return table
 
     def records(self):
@@ -194,7 +195,8 @@ class LinkTableTests(SynchronousTestCase):
         os.makedirs(cwd)
         self.addCleanup(os.chdir, os.getcwd())
         os.chdir(cwd)
-        table = LinkTable(self.clock, max_links=2)
+        table = LinkTable(self.clock, max_links=2, open_now=False)
+        table.open()
         table.record(A, 1, fsync=True)
         table.record(B, 1)
         table.record(C, 1)
@@ -204,3 +206,42 @@ class LinkTableTests(SynchronousTestCase):
         self.assertFalse(table.is_duplicate(A, 1))
         self.assertTrue(table.is_duplicate(C, 1))
         self.assertEqual(os.listdir(cwd), [])
+
+    def test_constructor_touches_nothing(self):
+        """With open_now=False the journal is not read until open(), and nothing is created."""
+        table = self.table()
+        table.record(A, 7)
+        table.close()
+        lazy = LinkTable(self.clock, path=self.path, open_now=False)
+        self.addCleanup(lazy.close)
+        self.assertEqual(len(lazy), 0)
+        self.assertFalse(lazy.is_duplicate(A, 7))
+        lazy.open()
+        self.assertTrue(lazy.is_duplicate(A, 7))
+        missing = os.path.join(self.mktemp(), "state", "links")
+        fresh = LinkTable(self.clock, path=missing, open_now=False)
+        fresh.open()
+        self.assertFalse(os.path.exists(os.path.dirname(os.path.dirname(missing))))
+
+    def test_open_is_idempotent(self):
+        """A second open() does not read the journal again."""
+        table = self.table()
+        table.record(A, 1)
+        with open(self.path, "ab") as f:
+            f.write(RECORD.pack(C, 3, 1000.0))  # written behind the table's back
+        table.open()
+        self.assertFalse(table.is_duplicate(C, 3))
+        self.assertEqual(len(table), 1)
+
+    def test_record_before_open_raises(self):
+        """Recording on a journaled table before open() is a RuntimeError and writes nothing."""
+        table = LinkTable(self.clock, path=self.path, open_now=False)
+        self.assertRaises(RuntimeError, table.record, A, 1)
+        self.assertFalse(os.path.exists(os.path.dirname(self.path)))
+
+    def test_open_failure_raises_oserror(self):
+        """A journal that cannot be read makes open() raise OSError, not the constructor."""
+        os.makedirs(self.path)  # a folder where the journal should be
+        table = LinkTable(self.clock, path=self.path, open_now=False)
+        self.assertRaises(OSError, table.open)
+        self.assertRaises(OSError, LinkTable, self.clock, path=self.path)

@@ -65,21 +65,38 @@ class OxdServiceTestCase(TestCase):
 
 class ConstructionTests(OxdServiceTestCase):
     def test_made_but_not_started_opens_nothing(self):
-        """The constructor makes the parts from the config but opens no socket, file, directory or ZeroMQ context."""
+        """The constructor makes every part from the config but opens no socket, file, directory or ZeroMQ context: the spool and state paths appear only at start."""
+        spool_path, state_path = (os.path.abspath(self.mktemp()) for _ in range(2))
         readers = set(reactor.getReaders())
-        oxd = self.make_oxd(rotate_hours=2)
+        oxd = self.make_oxd(rotate_hours=2, spool_path=spool_path, state_path=state_path)
         self.assertEqual(oxd.writer.log_path, self.log_path)
         self.assertEqual(oxd.control.address, LOOPBACK)
         self.assertEqual(oxd.publisher.host, "127.0.0.1")
         self.assertEqual(oxd.http.address, LOOPBACK)
+        self.assertEqual(oxd.forwarder.spool.path, spool_path)
         self.assertEqual(
             sorted(type(part).__name__ for part in oxd),
-            ["ControlService", "HttpService", "PublisherService", "WriterService"],
+            [
+                "CollectorService",
+                "ControlService",
+                "ForwarderService",
+                "HttpService",
+                "PublisherService",
+                "WriterService",
+            ],
         )
         self.assertIsNone(oxd.zmq_context.context)
-        self.assertFalse(os.path.exists(self.log_path))
+        for path in (self.log_path, spool_path, state_path):
+            self.assertFalse(os.path.exists(path), path)
+        self.assertFalse(oxd.links.opened)
         self.assertEqual(set(reactor.getReaders()), readers)
         self.assertFalse(oxd.running)
+
+        self.start(oxd)
+        self.assertTrue(oxd.links.opened)
+        self.assertTrue(os.path.isdir(spool_path))
+        self.assertTrue(os.path.isdir(state_path))
+        return oxd.stopService()
 
     def test_optional_parts(self):
         """Without --log-path, --forward and --http there is no writer, forwarder or HTTP endpoint."""
@@ -205,6 +222,22 @@ class StartFailureTests(OxdServiceTestCase):
             error = self.assertRaises(StartError, oxd.startService)
         self.assertIn(blocker, str(error))
         self.assertIsNone(oxd.publisher.port)
+        self.assertIsNone(oxd.zmq_context.context)
+
+    def test_unusable_spool_path(self):
+        """A --spool-path that cannot be made stops the start with one critical line and a StartError naming it, before any port is bound."""
+        blocker = os.path.abspath(self.mktemp())
+        with open(blocker, "w"):
+            pass
+        oxd = self.make_oxd(spool_path=os.path.join(blocker, "spool"))
+        with capturedLogs() as events:
+            error = self.assertRaises(StartError, oxd.startService)
+        self.assertIn(blocker, str(error))
+        critical = [e for e in events if e["log_level"] == LogLevel.critical]
+        self.assertEqual(len(critical), 1)
+        self.assertIn(blocker, formatEvent(critical[0]))
+        self.assertIsNone(oxd.publisher.port)
+        self.assertIsNone(oxd.collector.port)
         self.assertIsNone(oxd.zmq_context.context)
 
     def test_unusable_tls_directory(self):

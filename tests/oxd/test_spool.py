@@ -138,13 +138,24 @@ class BatchSpoolTestsMixin:
 
 class MemorySpoolTests(BatchSpoolTestsMixin, SynchronousTestCase):
     def make_spool(self, clock, max_events, max_bytes):
-        return MemorySpool(clock, max_events, max_bytes)
+        spool = MemorySpool(clock, max_events, max_bytes, open_now=False)
+        spool.open()
+        return spool
+
+    def test_open_does_nothing(self):
+        """A memory spool's open() can be called any number of times and keeps what it holds."""
+        spool = self.spool()
+        spool.append(b"a", 1)
+        spool.open()
+        spool.open()
+        self.assertEqual((spool.indexes(), spool.read(1)), ([1], b"a"))
 
 
 class DiskSpoolTests(BatchSpoolTestsMixin, SynchronousTestCase):
     def make_spool(self, clock, max_events, max_bytes):
-        spool = DiskSpool(clock, self.mktemp(), max_events, max_bytes)
+        spool = DiskSpool(clock, self.mktemp(), max_events, max_bytes, open_now=False)
         self.addCleanup(spool.close)
+        spool.open()
         return spool
 
 
@@ -162,8 +173,9 @@ def flip_bit(path, offset, bit=0):
 
 class DiskSpoolRecoveryTests(SynchronousTestCase):
     def open(self, path, clock=None, max_events=1_000_000, max_bytes=1 << 30, **kwargs):
-        spool = DiskSpool(clock or Clock(), path, max_events, max_bytes, **kwargs)
+        spool = DiskSpool(clock or Clock(), path, max_events, max_bytes, open_now=False, **kwargs)
         self.addCleanup(spool.close)
+        spool.open()
         return spool
 
     def filled(self, count, size=40, **kwargs):
@@ -527,3 +539,74 @@ class DiskSpoolRecoveryTests(SynchronousTestCase):
         self.assertLess(current - before, 8 * 1024 * 1024)
         self.assertLess(peak - before, 8 * 1024 * 1024)
 
+
+
+class DiskSpoolOpenTests(SynchronousTestCase):
+    def spool(self, path, **kwargs):
+        spool = DiskSpool(Clock(), path, 1000, 100_000, open_now=False, **kwargs)
+        self.addCleanup(spool.close)
+        return spool
+
+    def test_constructor_touches_nothing(self):
+        """A spool made with open_now=False creates no folder and no file until open()."""
+        path = os.path.join(self.mktemp(), "spool")
+        spool = self.spool(path)
+        self.assertFalse(os.path.exists(os.path.dirname(path)))
+        self.assertEqual((spool.path, spool.max_events, spool.max_bytes), (path, 1000, 100_000))
+        self.assertEqual((len(spool), spool.indexes(), spool.events, spool.bytes), (0, [], 0, 0))
+        self.assertEqual((spool.link_id, spool.oldest_time), (None, None))
+        self.assertEqual(spool.recovered, dict(batches=0, events=0, corrupt_records=0, corrupt_bytes=0))
+        spool.open()
+        self.assertEqual(sorted(os.listdir(path)), ["link-id", "released"])
+        self.assertEqual(len(spool.link_id), 16)
+        self.assertEqual(spool.append(b"a", 1), 1)
+
+    def test_constructor_leaves_a_damaged_folder_alone(self):
+        """Before open() a torn segment is not cut and no link id is made; open() recovers."""
+        path = self.mktemp()
+        first = DiskSpool(Clock(), path, 1000, 100_000)
+        first.append(b"one", 1)
+        first.append(b"two", 2)
+        first.close()
+        os.remove(os.path.join(path, "link-id"))
+        segment = os.path.join(path, segments(path)[0])
+        os.truncate(segment, os.path.getsize(segment) - 1)
+        before = sorted(os.listdir(path)), os.path.getsize(segment)
+        spool = self.spool(path)
+        self.assertEqual((sorted(os.listdir(path)), os.path.getsize(segment)), before)
+        self.assertEqual(spool.indexes(), [])
+        spool.open()
+        self.assertEqual(spool.indexes(), [1])
+        self.assertEqual(spool.recovered["corrupt_records"], 1)
+        self.assertEqual(os.path.getsize(segment), HEADER + 3)
+        self.assertIn("link-id", os.listdir(path))
+
+    def test_open_is_idempotent(self):
+        """A second open() changes nothing: same link id, batches held once, appends numbered on."""
+        path = self.mktemp()
+        spool = self.spool(path)
+        spool.open()
+        spool.append(b"a", 2)
+        link_id = spool.link_id
+        spool.open()
+        self.assertEqual((spool.link_id, spool.indexes(), spool.events), (link_id, [1], 2))
+        self.assertEqual(spool.append(b"b", 1), 2)
+
+    def test_use_before_open_raises(self):
+        """Appending to or reading a disk spool before open() is a RuntimeError, and writes nothing."""
+        path = self.mktemp()
+        spool = self.spool(path)
+        self.assertRaises(RuntimeError, spool.append, b"a", 1)
+        self.assertRaises(RuntimeError, spool.read, 1)
+        self.assertFalse(os.path.exists(path))
+
+    def test_open_failure_raises_oserror(self):
+        """A path that cannot be a folder makes open() raise OSError (not the constructor), and the spool stays closed."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"a file")
+        spool = self.spool(path)
+        self.assertRaises(OSError, spool.open)
+        self.assertFalse(spool.opened)
+        self.assertRaises(RuntimeError, spool.append, b"a", 1)
+        self.assertRaises(OSError, DiskSpool, Clock(), path, 1000, 100_000)
