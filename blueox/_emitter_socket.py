@@ -14,7 +14,7 @@ import os
 import select
 import socket
 
-from . import zmtp
+from . import ports, zmtp
 from ._emitter_connection import (
     Disconnected,
     HandshakeClosed,
@@ -89,7 +89,7 @@ class PushSocket:
                  new_socket=socket.socket, timeout=5.0):
         self.host = host
         self.port = port
-        self.address = f"{host}:{port}"
+        self.address = ports.format_address(host, port)
         self._poller = poller
         self._clock = clock
         self._time_left = time_left
