@@ -26,7 +26,7 @@ DEB_FLAGS ?=
 DEB_TOOLS := dpkg-deb:dpkg dpkg-shlibdeps:dpkg-dev strip:binutils help2man:help2man lintian:lintian \
 	$(DEB_PYTHON):python3
 
-.PHONY: dev test run bench clean dist deb deb-tools
+.PHONY: dev test run bench clean dist deb deb-tools browser
 
 dev: $(STAMP)
 
@@ -40,7 +40,16 @@ $(BENCH_STAMP): $(STAMP)
 	$(INSTALL) '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-test: dev
+# The dashboard's browser test drives Debian's Chromium (with Playwright from
+# the test extra); apt-get installs it when it is missing.
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "the dashboard test needs Debian's chromium; installing with apt-get"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium fonts-dejavu-core; }
+
+test: dev browser
 	$(BIN)/trial -j2 tests
 
 run: dev

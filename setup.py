@@ -24,6 +24,7 @@ extras = {
     "tornado": ["tornado>=6.2"],
     "celery": ["celery>=5.3"],
     "plot": ["matplotlib>=3.5"],  # oxreport --plot
+    "parquet": ["pyarrow>=14"],  # oxstore export --format parquet
 }
 # setuptools: tests/test_install.py builds BlueOx offline with this
 # environment's setuptools (70.1 is the first to build wheels on its own);
@@ -32,6 +33,9 @@ extras = {
 # packaging/build_deb.py uses too).
 extras["test"] = sorted(
     {"moto[server]>=5.0", "hypothesis>=6.80", "setuptools>=70.1", "build>=1.0"}
+    # duckdb reads oxstore's Parquet exports back; playwright drives the
+    # system's Chromium (make browser) through the dashboard.
+    | {"duckdb>=1.0", "playwright>=1.40"}
     | {req for reqs in extras.values() for req in reqs}
 )
 extras["bench"] = ["opentelemetry-sdk>=1.20"]
