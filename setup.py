@@ -74,6 +74,7 @@ setup(
         "blueox.contrib.django",
         "blueox.contrib.flask",
         "blueox.oxd",
+        "blueox.oxd._dashboard",
         "twisted.plugins",
     ],
     # blueox/_data holds the example config and the systemd unit as package
@@ -83,6 +84,8 @@ setup(
     package_data={
         "twisted": ["plugins/blueox_plugin.py"],
         "blueox._data": ["oxd.toml", "oxd.service"],
+        # The dashboard page oxd serves at / on --http.
+        "blueox.oxd._dashboard": ["*.html", "*.js", "*.css"],
     },
     install_requires=[
         "twisted[tls]>=23.10",
