@@ -30,6 +30,12 @@ sender process, and writes them to files:
   the same bytes reach the disk. The sender pre-builds the data and writes
   it with ``sendall`` in 1 MiB chunks. rsyslogd is installed with apt-get
   when missing.
+* ``v3+dash`` and ``v4+dash``: ``oxd v3`` and ``oxd v4`` again with
+  ``--http`` on a free loopback port, which turns on the live dashboard's
+  aggregates, while a thread in this process fetches ``/api/summary``,
+  ``/api/rates``, ``/api/errors`` and ``/api/tail`` every second, as an
+  open dashboard page does every two: what the dashboard costs the
+  collector. Their ratio column divides by the same round's run without it.
 
 Throughput is measured from the moment the sender sends its first byte
 until the last body is on disk (the files reach the expected total size)
@@ -39,7 +45,7 @@ reactor stall during the load comes from its own stall probe (STATUS
 shown beside it).
 
     .venv/bin/python bench/collector_throughput.py [--count N] [--rounds R]
-        [--only pyzmq,v3,v3-pyzmq,v4,rsyslog] [--compress none|auto]
+        [--only pyzmq,v3,v3-pyzmq,v4,rsyslog,v3+dash,v4+dash] [--compress none|auto]
 """
 
 import argparse
@@ -53,13 +59,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 from blueox import wire
 from blueox.testing import OxdProcess, free_port
 
 TYPES = ["request", "request.db", "request.cache", "worker"]
-CASES = ["pyzmq", "v3", "v3-pyzmq", "v4", "rsyslog"]
+CASES = ["pyzmq", "v3", "v3-pyzmq", "v4", "rsyslog", "v3+dash", "v4+dash"]
+DEFAULT_CASES = CASES[:5]
+# What an open dashboard page fetches (it refreshes every 2 s; the poller every 1 s).
+DASHBOARD_PATHS = ["/api/summary", "/api/rates", "/api/errors", "/api/tail?after=0"]
 LOAD_TIMEOUT = 300.0  # seconds for one load to reach the disk
 SETTLE_TIMEOUT = 30.0  # after the sender exits
 
@@ -418,13 +429,49 @@ def bench_pyzmq(options, work_dir):
     return {"rate": options.count / (end - results["start"]), "send_rate": send_rate(options, results)}
 
 
-def bench_oxd(options, work_dir, version):
-    log_path = os.path.join(work_dir, f"oxd-{version}")
-    output_path = os.path.join(work_dir, f"oxd-{version}.out")
-    oxd = OxdProcess(f"--log-path={log_path}", output_path=output_path)
+class DashboardPoller(threading.Thread):
+    """Fetches the dashboard's API every ``interval`` seconds until `stop`."""
+
+    def __init__(self, port, interval=1.0):
+        super().__init__(daemon=True)
+        self.base = f"http://127.0.0.1:{port}"
+        self.interval = interval
+        self.fetched = 0
+        self.failed = []
+        self._stop_event = threading.Event()
+
+    def run(self):
+        while not self._stop_event.is_set():
+            for path in DASHBOARD_PATHS:
+                try:
+                    with urllib.request.urlopen(self.base + path, timeout=10) as response:
+                        json.loads(response.read())
+                    self.fetched += 1
+                except Exception as e:  # noqa: BLE001 - reported after the load
+                    self.failed.append(f"{path}: {e}")
+            self._stop_event.wait(self.interval)
+
+    def stop(self):
+        self._stop_event.set()
+        self.join(15)
+
+
+def bench_oxd(options, work_dir, case):
+    version, dashboard = case.partition("+")[::2]
+    log_path = os.path.join(work_dir, f"oxd-{case}")
+    output_path = os.path.join(work_dir, f"oxd-{case}.out")
+    args = [f"--log-path={log_path}"]
+    if dashboard:
+        http_port = free_port()
+        args.append(f"--http=127.0.0.1:{http_port}")
+    oxd = OxdProcess(*args, output_path=output_path)
+    poller = None
     try:
         oxd.start()
         CHILDREN.processes.append(oxd.process)
+        if dashboard:
+            poller = DashboardPoller(http_port)
+            poller.start()
         if version == "v3":
             sender_args = ["zmtp", oxd.collect_host]
         elif version == "v3-pyzmq":
@@ -436,21 +483,23 @@ def bench_oxd(options, work_dir, version):
             results, end = run_load(sender_args, options.count, log_path, work_dir)
         except RuntimeError as e:
             raise RuntimeError(
-                f"oxd {version}: {e}\noxd's output (tail):\n{oxd.output()[-3000:]}"
+                f"oxd {case}: {e}\noxd's output (tail):\n{oxd.output()[-3000:]}"
             ) from None
         start = results["start"]
         end = max(end, results.get("last_ack", 0.0))
         status = oxd.status()
     finally:
+        if poller is not None:
+            poller.stop()
         try:
             oxd.stop()
         finally:
             oxd.kill()
     stalls = [s for t, s in status["recent_stalls"] if start <= t <= end + 0.1]
     if status["rejected"]:
-        raise RuntimeError(f"oxd {version} rejected events: {status['rejected']}")
+        raise RuntimeError(f"oxd {case} rejected events: {status['rejected']}")
     if status.get("written") != options.count:
-        print(f"  oxd {version}: STATUS says {status.get('written')} written, "
+        print(f"  oxd {case}: STATUS says {status.get('written')} written, "
               f"{options.count} sent", flush=True)
     result = {
         "rate": options.count / (end - start),
@@ -459,6 +508,10 @@ def bench_oxd(options, work_dir, version):
         "max_stall": status["max_stall"],
         "written": status.get("written"),
     }
+    if poller is not None:
+        result["fetched"] = poller.fetched
+        if poller.failed or not poller.fetched:
+            raise RuntimeError(f"oxd {case}: dashboard fetches failed: {poller.failed[:3]}")
     if version == "v4":
         result.update(
             acked=results["statuses"].get(str(wire.ACK_STORED), 0),
@@ -606,6 +659,8 @@ COLUMNS = [
     ("v3 stall ms", 11),
     ("v4 stall ms", 11),
     ("v4 acked", 9),
+    ("v3+dash/v3", 10),
+    ("v4+dash/v4", 10),
 ]
 
 
@@ -622,6 +677,7 @@ def table_row(label, r):
         fmt_rate(r.get("rsyslog")), fmt_ratio(r.get("v3"), r.get("rsyslog")),
         fmt_ratio(r.get("v4"), r.get("rsyslog")), fmt_stall(r.get("v3")),
         fmt_stall(r.get("v4")), acked,
+        fmt_ratio(r.get("v3+dash"), r.get("v3")), fmt_ratio(r.get("v4+dash"), r.get("v4")),
     ])
 
 
@@ -633,9 +689,10 @@ def medians(rounds):
         if results:
             out[case] = {key: statistics.median(x[key] for x in results)
                          for key in ("rate", "stall", "max_stall") if key in results[0]}
-    for case in ("v3", "v4"):
-        ratios = [r[case]["rate"] / r["rsyslog"]["rate"]
-                  for r in rounds if r.get(case) and r.get("rsyslog")]
+    for case, baseline in (("v3", "rsyslog"), ("v4", "rsyslog"),
+                           ("v3+dash", "v3"), ("v4+dash", "v4")):
+        ratios = [r[case]["rate"] / r[baseline]["rate"]
+                  for r in rounds if r.get(case) and r.get(baseline)]
         if ratios:
             out[case]["ratio"] = statistics.median(ratios)
     if out.get("v4"):
@@ -649,7 +706,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=400_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default=",".join(CASES),
+    parser.add_argument("--only", default=",".join(DEFAULT_CASES),
                         help=f"comma-separated cases among {','.join(CASES)}")
     parser.add_argument("--compress", choices=["auto", "none"], default="none",
                         help="version 4 batches: zstd when it pays (auto) or never (the "
