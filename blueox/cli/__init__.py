@@ -21,6 +21,7 @@ __all__ = [
     "add_control_host",
     "control_address",
     "number",
+    "field_names",
     "real_number",
     "plural",
     "setup_logging",
@@ -94,6 +95,17 @@ def number(kind=int, allow_zero=False):
         return value
 
     return convert
+
+
+def field_names(text):
+    """An argparse ``type``: field names separated by commas (``path,db.queries``);
+    an empty name is a one-line usage error."""
+    import argparse
+
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected field names separated by commas, not {text!r}")
+    return names
 
 
 def real_number(value):

@@ -10,6 +10,7 @@ import argparse
 import os
 
 from blueox.cli import EXIT_USAGE, CommandError, add_version, number
+from blueox.cli._oxstore_export import add_export_arguments
 
 __all__ = [
     "DEFAULT_LOG_PATH",
@@ -79,15 +80,16 @@ def _add_global_options(parser, names, prefix=""):
 def build_parser():
     """The argument parser: one sub-command per action; the global options
     are accepted before and after the command (see `parse_args`)."""
-    span = argparse.ArgumentParser(add_help=False)
-    span.add_argument(
+    dates = argparse.ArgumentParser(add_help=False)
+    dates.add_argument(
         "--start", "-s",
         help='first day or time, YYYYMMDD or "YYYYMMDD HH:MM" (default: today, UTC)',
     )
-    span.add_argument(
+    dates.add_argument(
         "--end", "-e",
         help="last day (inclusive) or time (default: a day after the start)",
     )
+    span = argparse.ArgumentParser(add_help=False, parents=[dates])
     span.add_argument("log_type", metavar="TYPE", help="event type name")
 
     retain = argparse.ArgumentParser(add_help=False)
@@ -102,8 +104,8 @@ def build_parser():
         description="Manage BlueOx log files, locally and in S3. The global "
         "options may come before or after the command.",
         epilog="Exit status: 0 on success, also when there was nothing to do; "
-        "1 on a failure, or when cat wrote nothing (no file of the type in the "
-        "range, or no event in the time range) or download found no file; "
+        "1 on a failure, or when cat or export wrote nothing (no file of the type "
+        "in the range, or no event in the time range) or download found no file; "
         "2 on a usage error.",
     )
     add_version(parser)
@@ -158,6 +160,12 @@ def build_parser():
         "--local", action="store_true",
         help="read the log path even when a bucket is configured",
     )
+    export = command(
+        "export", LOCAL_AND_REMOTE,
+        "write types' events for a date or time range as Parquet files, locally or in S3",
+        [dates],
+    )
+    add_export_arguments(export)
     command(
         "archive", LOCAL_AND_REMOTE, "zip, upload the zipped files, then prune",
         [retain],

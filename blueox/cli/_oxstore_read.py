@@ -1,72 +1,59 @@
 """oxstore's reading commands: download and cat, over a date or time range.
 
-`date_span` reads ``--start`` and ``--end`` (``YYYYMMDD`` or ``"YYYYMMDD
-HH:MM"``, UTC); `do_download` fetches a type's files from S3 and `do_cat`
-writes their bytes, whole or only the events whose end is in the range.
-When nothing matches, the error names the types that are there. Part of
+The range is read by `blueox.cli._dates`; a `LogSource` finds and reads
+a type's files in the log path or a bucket (for cat and export);
+`do_download` fetches a type's files from S3 and `do_cat` writes their
+bytes, whole or only the events whose end is in the range. When nothing
+matches, the error (`no_files`) names the types that are there. Part of
 `blueox.cli.oxstore`, which re-exports it.
 """
 
-import datetime
 import logging
 import os
 
 from blueox import store
-from blueox.cli import EXIT_USAGE, CommandError, plural
+from blueox.cli import CommandError, plural
+from blueox.cli._dates import describe_span
 from blueox.cli._oxstore_maintain import is_are
 from blueox.cli._progress import Progress
 
-__all__ = ["date_span", "has_time", "describe_span", "no_files", "do_download", "do_cat"]
+__all__ = ["LogSource", "no_files", "do_download", "do_cat"]
 
 log = logging.getLogger("blueox.oxstore")
 
 
-def _parse_date(option, value):
-    try:
-        return store.parse_date_range_argument(value)
-    except store.InvalidDateError:
-        raise CommandError(
-            f'bad {option} date {value!r}: use YYYYMMDD or "YYYYMMDD HH:MM"',
-            EXIT_USAGE,
-        )
+class LogSource:
+    """The log files of a log path, or with ``bucket`` (a boto3 ``Bucket``)
+    of a bucket, as cat reads them; ``where`` names it in messages."""
 
+    def __init__(self, log_path=None, bucket=None):
+        self.log_path = log_path
+        self.bucket = bucket
+        self.where = log_path if bucket is None else f"bucket '{bucket.name}'"
 
-def date_span(start, end, now=None):
-    """``(start_dt, end_dt)`` from the --start and --end arguments.
+    def find(self, type_name, start_dt, end_dt):
+        """The type's log files in the range, in time order."""
+        if self.bucket is None:
+            return store.find_log_files_in_path(self.log_path, type_name, start_dt, end_dt)
+        return store.find_log_files_in_s3(self.bucket, type_name, start_dt, end_dt)
 
-    No start means today (UTC). No end means a day after the start. An end
-    given as a bare date means the end of that day.
-    """
-    if start is None:
-        now = now or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-        start_dt = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    else:
-        start_dt = _parse_date("--start", start)
-    if end is None:
-        end_dt = start_dt + datetime.timedelta(days=1, microseconds=-1)
-    else:
-        end_dt = _parse_date("--end", end)
-        if ":" not in end:
-            end_dt += datetime.timedelta(days=1, microseconds=-1)
-    if end_dt < start_dt:
-        raise CommandError(f"--end {end} is before --start {start}", EXIT_USAGE)
-    return start_dt, end_dt
+    def types(self, start_dt, end_dt):
+        """The types that have files in the range's date folders."""
+        if self.bucket is None:
+            return store.find_log_types_in_path(self.log_path, start_dt, end_dt)
+        return store.find_log_types_in_s3(self.bucket, start_dt, end_dt)
 
+    def read(self, log_file):
+        """The file's decompressed bytes, in chunks."""
+        if self.bucket is None:
+            return log_file.local_stream(self.log_path)
+        return log_file.s3_stream(self.bucket)
 
-def has_time(start, end):
-    """Whether --start or --end names a time of day, not only a date."""
-    return any(value and ":" in value for value in (start, end))
-
-
-def describe_span(start_dt, end_dt, with_time):
-    """``on 20140301``, ``between 20140301 and 20140302``, or with times
-    ``between 20140302 03:43 and 20140302 03:44``: the forms --start takes."""
-    if not with_time:
-        first, last = start_dt.strftime("%Y%m%d"), end_dt.strftime("%Y%m%d")
-        return f"on {first}" if first == last else f"between {first} and {last}"
-    return (
-        f"between {start_dt:%Y%m%d %H:%M} and {end_dt:%Y%m%d %H:%M}"
-    )
+    def name(self, log_file):
+        """The file's path or ``s3://`` URL."""
+        if self.bucket is None:
+            return log_file.get_local_file_path(self.log_path)
+        return f"s3://{self.bucket.name}/{log_file.file_path}"
 
 
 def no_files(type_name, span, where, types):

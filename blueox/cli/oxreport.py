@@ -28,8 +28,9 @@ from blueox import store
 from blueox._s3 import check_endpoint_url, describe_s3_error, open_bucket
 from blueox.client import LogDataError, decode_stream
 from blueox.errors import Error
-from blueox.cli import EXIT_FAILURE, EXIT_USAGE, add_version, number
+from blueox.cli import EXIT_FAILURE, EXIT_USAGE, add_version, field_names, number
 from blueox.cli import CommandError as ReportError
+from blueox.cli._dates import date_span, describe_span, has_time
 from blueox.cli._progress import Progress
 from blueox.cli._report import MAX_FIELDS, MAX_GROUPS, Report
 from blueox.cli import _report_output as writers
@@ -46,13 +47,6 @@ def _where(text):
     if not equals or not field:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, not {text!r}")
     return field, value
-
-
-def _fields(text):
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected field names separated by commas, not {text!r}")
-    return names
 
 
 def _size(text):
@@ -108,7 +102,7 @@ def build_parser():
     )
     what = parser.add_argument_group("what to count")
     what.add_argument(
-        "--top", type=_fields, action="append", default=[], metavar="FIELDS",
+        "--top", type=field_names, action="append", default=[], metavar="FIELDS",
         help="fields whose most frequent values to show, separated by commas (repeatable)",
     )
     what.add_argument(
@@ -148,15 +142,9 @@ def build_parser():
 
 def _date_span(args):
     """``(start_dt, end_dt, with_time, description)`` from --start and --end, as oxstore cat reads them."""
-    # The lead is moving these from oxstore into a module both tools share.
-    from blueox.cli import oxstore
-
-    try:
-        start_dt, end_dt = oxstore.date_span(args.start, args.end)
-    except oxstore.CommandError as e:
-        raise ReportError(str(e), e.status) from None
-    with_time = oxstore.has_time(args.start, args.end)
-    return start_dt, end_dt, with_time, oxstore.describe_span(start_dt, end_dt, with_time)
+    start_dt, end_dt = date_span(args.start, args.end)
+    with_time = has_time(args.start, args.end)
+    return start_dt, end_dt, with_time, describe_span(start_dt, end_dt, with_time)
 
 
 def _timestamp(dt):

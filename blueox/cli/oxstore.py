@@ -1,4 +1,4 @@
-"""``oxstore``: zip, prune, upload, download, cat and archive BlueOx log files.
+"""``oxstore``: zip, prune, upload, download, cat, export and archive BlueOx log files.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     oxstore archive --log-path=/var/log/blueox --bucket=example-ox
     oxstore cat --bucket=example-ox --start=20120313 --end=20120315 request
     oxstore cat --local --start="20120313 03:43" --end="20120313 03:44" request
+    oxstore export --start=20120313 --end=20120319 -o s3://example-ox/parquet request error
 
 The global options (``-v``, ``--lock-file``, ``-p/--log-path``,
 ``-b/--bucket``, ``--endpoint-url``) may come before or after the command.
@@ -16,13 +17,16 @@ The log path is ``--log-path``, else ``$BLUEOX_LOG_PATH``, else
 
 ``cat`` with dates only writes whole files; with a time in ``--start`` or
 ``--end`` it writes only the events whose ``end`` falls in the range.
+``export`` reads the same range and files as ``cat`` and writes the events
+as Parquet files in Hive-style folders (``type=<type>/date=<YYYY-MM-DD>``)
+of a directory or an S3 prefix (see `blueox.cli._oxstore_export`).
 
 Failures (no such bucket, no credentials, an unreachable endpoint, a held
 lock file, a log path that is not a directory) print one line on standard
 error and exit 1; usage
 errors (a bad date, an endpoint that is not an http(s) URL) exit 2. When
-nothing matched, one line on standard error says what was looked for: ``cat``
-and ``download`` then exit 1, the maintenance commands (zip, prune, upload)
+nothing matched, one line on standard error says what was looked for: ``cat``,
+``export`` and ``download`` then exit 1, the maintenance commands (zip, prune, upload)
 exit 0, and ``archive`` says it only with ``-v`` (quiet for cron).
 """
 
@@ -54,18 +58,13 @@ from blueox.cli._oxstore_options import (
     build_parser,
     parse_args,
 )
-from blueox.cli._oxstore_read import (
-    date_span,
-    describe_span,
-    do_cat,
-    do_download,
-    has_time,
-    no_files,
-)
+from blueox.cli._dates import date_span, describe_span, has_time
+from blueox.cli._oxstore_export import run_export
+from blueox.cli._oxstore_read import LogSource, do_cat, do_download, no_files
 
-# The parts: the command line (_oxstore_options), zip, prune, upload and
-# archive (_oxstore_maintain), download and cat (_oxstore_read); here, the
-# command.
+# The parts: the command line (_oxstore_options), the date range (_dates),
+# zip, prune, upload and archive (_oxstore_maintain), download and cat
+# (_oxstore_read), export (_oxstore_export); here, the command.
 __all__ = [
     "main",
     "build_parser",
@@ -85,9 +84,11 @@ __all__ = [
     "date_span",
     "has_time",
     "describe_span",
+    "LogSource",
     "do_download",
     "do_cat",
     "run_cat",
+    "run_export",
 ]
 
 log = logging.getLogger("blueox.oxstore")
@@ -130,39 +131,30 @@ def _open_bucket(args, required=True):
     return store.open_bucket(args.bucket, endpoint_url=args.endpoint_url)
 
 
+def _open_source(args):
+    """The log files --local, --bucket and --log-path name: a bucket when
+    one is given and not --local, else the log path."""
+    bucket = None if args.local else _open_bucket(args, required=False)
+    if bucket is None:
+        _require_log_path(args)
+        return LogSource(log_path=args.log_path)
+    return LogSource(bucket=bucket)
+
+
 def run_cat(args, stdout, stderr):
     """``oxstore cat``: raises `CommandError` (status 1) when nothing is written."""
     start_dt, end_dt = date_span(args.start, args.end)
     with_time = has_time(args.start, args.end)
     span = describe_span(start_dt, end_dt, with_time)
-    bucket = None if args.local else _open_bucket(args, required=False)
-    if bucket is None:
-        _require_log_path(args)
-        where = args.log_path
-        log_files = store.find_log_files_in_path(
-            args.log_path, args.log_type, start_dt, end_dt
-        )
-        read = lambda lf: lf.local_stream(args.log_path)  # noqa: E731
-        name = lambda lf: lf.get_local_file_path(args.log_path)  # noqa: E731
-        find_types = lambda: store.find_log_types_in_path(  # noqa: E731
-            args.log_path, start_dt, end_dt
-        )
-    else:
-        where = f"bucket '{bucket.name}'"
-        log_files = store.find_log_files_in_s3(
-            bucket, args.log_type, start_dt, end_dt
-        )
-        read = lambda lf: lf.s3_stream(bucket)  # noqa: E731
-        name = lambda lf: f"s3://{bucket.name}/{lf.file_path}"  # noqa: E731
-        find_types = lambda: store.find_log_types_in_s3(  # noqa: E731
-            bucket, start_dt, end_dt
-        )
+    source = _open_source(args)
+    where = source.where
+    log_files = source.find(args.log_type, start_dt, end_dt)
     if not log_files:
-        raise no_files(args.log_type, span, where, find_types())
+        raise no_files(args.log_type, span, where, source.types(start_dt, end_dt))
     counts = collections.Counter()
     written = do_cat(
-        log_files, read, stdout, stderr=stderr,
-        time_range=(start_dt, end_dt) if with_time else None, name=name,
+        log_files, source.read, stdout, stderr=stderr,
+        time_range=(start_dt, end_dt) if with_time else None, name=source.name,
         counts=counts,
     )
     files = plural(len(log_files), "file")
@@ -214,6 +206,8 @@ def run(args, stdout, stderr):
         )
     elif args.command == "cat":
         run_cat(args, stdout, stderr)
+    elif args.command == "export":
+        run_export(args, lambda: _open_source(args), stderr)
     elif args.command == "archive":
         _require_log_path(args)
         bucket = _open_bucket(args)

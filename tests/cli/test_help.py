@@ -13,7 +13,7 @@ class HelpTests(SynchronousTestCase):
     def test_help_is_plain_text(self):
         """No tool's --help (nor oxstore's and oxcert's commands') carries reStructuredText markup."""
         commands = [(tool,) for tool in TOOLS]
-        commands += [("oxstore", c) for c in ("zip", "prune", "upload", "download", "cat", "archive")]
+        commands += [("oxstore", c) for c in ("zip", "prune", "upload", "download", "cat", "export", "archive")]
         commands += [("oxcert", c) for c in ("ca", "node", "check")]
         for command in commands:
             result = run_tool(*command, "--help")
