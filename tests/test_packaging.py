@@ -33,11 +33,15 @@ from blueox.testing import OxdProcess, log_files, make_event, read_events, send_
 from tests.test_install import _NOT_SOURCE, ROOT, ThrowawayVenv, _offline_build_problem, _run
 
 COMMANDS = ("oxcert", "oxctl", "oxd", "oxingest", "oxreport", "oxstash", "oxstore", "oxview")
-EXTRAS = ("celery", "django", "flask", "plot", "tornado")
+EXTRAS = ("celery", "django", "flask", "parquet", "plot", "tornado")
 
 
 def _contrib(*path):
-    with open(os.path.join(ROOT, "contrib", *path), "rb") as f:
+    return _read("contrib", *path)
+
+
+def _read(*path):
+    with open(os.path.join(ROOT, *path), "rb") as f:
         return f.read()
 
 
@@ -107,6 +111,12 @@ class WheelTests(SynchronousTestCase):
             self.assertIn(f"{command} = blueox.cli.{command}:main", entry_points)
         self.assertIn("twisted/plugins/blueox_plugin.py", names)
         self.assertIn("blueox/_data/__init__.py", names)
+        for page in ("index.html", "dashboard.js", "dashboard.css"):
+            with zipfile.ZipFile(self.wheel) as z:
+                self.assertEqual(
+                    z.read(f"blueox/oxd/_dashboard/{page}"),
+                    _read("blueox", "oxd", "_dashboard", page),
+                )
         for name in ("twisted/__init__.py", "twisted/plugins/__init__.py", "twisted/plugins/dropin.cache"):
             self.assertNotIn(name, names)
         self.assertEqual([n for n in names if n.startswith(("tests/", "packaging/", "contrib/"))], [])

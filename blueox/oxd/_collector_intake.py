@@ -25,7 +25,11 @@ MAX_FUTURE = 86400.0
 
 class EventIntake:
     """Checks events and hands them to ``writer``, ``publisher`` and ``forwarder``;
-    ``clock`` is the reactor (``seconds()``), ``stats`` the `Stats` counted in."""
+    ``clock`` is the reactor (``seconds()``), ``stats`` the `Stats` counted in.
+
+    ``sampler`` (the dashboard's, or None) gets each chunk's list of
+    messages and each version 4 group whole, only while its ``wanted`` is
+    above zero: one attribute check per chunk, nothing per event."""
 
     def __init__(
         self,
@@ -40,6 +44,7 @@ class EventIntake:
         max_event_age=7 * 86400.0,
         name_cache_size=4096,
         verbosity=0,
+        sampler=None,
     ):
         self._clock = clock
         self.stats = stats
@@ -53,6 +58,8 @@ class EventIntake:
         self.bodies = BodyChecker(check_bodies, max(max_message_size, max_batch_bytes))
         self.warnings = RejectLog(clock, verbosity)
         self.batch_received = None  # (frames, protocol): the collector's `BatchReceiver`
+        # The dashboard's sampler: handed whole chunks and groups while it wants more.
+        self.sampler = sampler
         self._last_end = None
         self._update_time_bounds()
 
@@ -138,6 +145,11 @@ class EventIntake:
             self.stats.received += accepted
         if last_end is not None:
             self._last_end = last_end
+        sampler = self.sampler
+        if sampler is not None and sampler.wanted > 0:
+            # Not when a batch was refused: the messages after it were not taken.
+            if protocol is None or not protocol.closed:
+                sampler.messages(messages, sources)
         self.batch_end(True)
 
     def message(self, frames):
@@ -197,6 +209,9 @@ class EventIntake:
         source = self.sources.for_group(group.type, group.host)
         if source.reason is not None:
             return self.reject(source.reason, repr(group.type), count)
+        sampler = self.sampler
+        if sampler is not None and sampler.wanted > 0:
+            sampler.group(group, source)
         ends, sizes, bodies = group.ends, group.sizes, group.bodies
         bad = self.bodies.bad(bodies, sizes)
         first, last = min(ends), max(ends)

@@ -20,6 +20,7 @@ __all__ = [
     "make_writer",
     "make_publisher",
     "make_control",
+    "make_dashboard",
     "make_http",
     "load_tls",
     "make_links",
@@ -69,13 +70,24 @@ def make_control(config, context, reactor, stats, root):
     )
 
 
-def make_http(config, reactor, status):
-    """The metrics and health endpoint, or None without ``--http``."""
+def make_dashboard(config, reactor, stats):
+    """The live dashboard's aggregates and sampler, or None without ``--http``."""
+    if config.http is None:
+        return None
+    from blueox.oxd.dashboard import DashboardService
+
+    return DashboardService(stats, reactor, budget=config.dashboard_budget)
+
+
+def make_http(config, reactor, status, dashboard=None):
+    """The metrics and health endpoint (and ``dashboard``), or None without ``--http``."""
     if config.http is None:
         return None
     from blueox.oxd.http import HttpService
 
-    return HttpService(config.http, reactor, status, unhealthy_after=config.unhealthy_after)
+    return HttpService(
+        config.http, reactor, status, unhealthy_after=config.unhealthy_after, dashboard=dashboard
+    )
 
 
 def load_tls(config):
@@ -148,8 +160,10 @@ def make_forwarder(config, reactor, stats, tls):
     )
 
 
-def make_collector(config, reactor, stats, tls, writer, publisher, forwarder, links):
-    """The collection port, handing events to the other parts."""
+def make_collector(
+    config, reactor, stats, tls, writer, publisher, forwarder, links, dashboard=None
+):
+    """The collection port, handing events to the other parts (and samples to ``dashboard``)."""
     return CollectorService(
         config.collect,
         reactor,
@@ -158,6 +172,7 @@ def make_collector(config, reactor, stats, tls, writer, publisher, forwarder, li
         publisher=publisher,
         forwarder=forwarder,
         links=links,
+        sampler=dashboard.sampler if dashboard is not None else None,
         max_message_size=config.max_message_size,
         max_connections=config.max_connections,
         check_bodies=config.check_bodies,

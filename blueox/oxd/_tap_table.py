@@ -14,6 +14,7 @@ from blueox.oxd._tap_values import (
     positive_int,
     typed,
     whole_number,
+    non_negative_int,
 )
 from blueox.oxd.config import SPOOL_BOUNDS, OxdConfig
 
@@ -180,8 +181,9 @@ PARAMETERS = [
         "http",
         None,
         None,
-        "Serve Prometheus metrics (/metrics) and a health check (/healthz) on "
-        "this address, host:port, e.g. 127.0.0.1:3515 [default: off]",
+        "Serve the live dashboard (/), its JSON (/api/...), Prometheus metrics "
+        "(/metrics) and a health check (/healthz) on this address, host:port, "
+        "e.g. 127.0.0.1:3515 [default: off]",
     ],
     [
         "unhealthy-after",
@@ -190,6 +192,14 @@ PARAMETERS = [
         "/healthz answers 503 once no upstream has been connected for this long "
         "(seconds, or 90s, 15m...)",
         typed("unhealthy-after", duration),
+    ],
+    [
+        "dashboard-budget",
+        None,
+        _defaults.dashboard_budget,
+        "With --http: events a second the dashboard decodes at most for its "
+        "percentiles, errors and tail; above it, a sample (0 = counts and rates only)",
+        typed("dashboard-budget", non_negative_int),
     ],
     [
         "stats-interval",

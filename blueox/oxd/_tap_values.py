@@ -16,6 +16,7 @@ __all__ = [
     "typed",
     "whole_number",
     "positive_int",
+    "non_negative_int",
     "non_negative_float",
     "address",
     "fsync_interval",
@@ -54,6 +55,13 @@ def positive_int(value):
     number = whole_number(value)
     if number < 1:
         raise ValueError(f"{value} is not a positive integer")
+    return number
+
+
+def non_negative_int(value):
+    number = whole_number(value)
+    if number < 0:
+        raise ValueError(f"{value} is not 0 or a positive integer")
     return number
 
 

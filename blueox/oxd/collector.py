@@ -99,9 +99,11 @@ class CollectorService(Service):
     """Collect on ``address`` and hand events to ``writer``/``publisher``/``forwarder``.
 
     ``links`` (a `LinkTable`) remembers the batches made durable; without
-    it version 4 batches are refused. With ``tls`` (a
-    `blueox.oxd.tls.NodeTls`) the port takes only mutual TLS, and with
-    ``plain_loopback`` also plain ZMTP from this host (module docstring).
+    it version 4 batches are refused. ``sampler`` (the dashboard's
+    `blueox.oxd.dashboard.Sampler`, or None) is handed chunks while it
+    wants more. With ``tls`` (a `blueox.oxd.tls.NodeTls`) the port takes
+    only mutual TLS, and with ``plain_loopback`` also plain ZMTP from this
+    host (module docstring).
     """
 
     log = Logger()
@@ -115,6 +117,7 @@ class CollectorService(Service):
         publisher=None,
         forwarder=None,
         links=None,
+        sampler=None,
         max_message_size=1024 * 1024,
         max_connections=1024,
         max_batch_bytes=wire.MAX_BATCH_BYTES,
@@ -149,6 +152,7 @@ class CollectorService(Service):
             max_event_age=max_event_age,
             name_cache_size=name_cache_size,
             verbosity=verbosity,
+            sampler=sampler,
         )
         self._batches = BatchReceiver(
             self._intake, stats, writer, forwarder, links, fsync, max_batch_bytes

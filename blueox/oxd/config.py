@@ -86,6 +86,7 @@ class OxdConfig:
     check_bodies: bool = False
     http: Address | None = None  # the metrics and health endpoint, off by default
     unhealthy_after: float = 60.0  # /healthz: seconds all upstreams may be away
+    dashboard_budget: int = 1000  # with http: bodies the dashboard decodes a second; 0: none
     stats_interval: float = 300.0  # seconds between counter log lines; 0: never
     control_secret: bytes | None = None  # needed by SHUTDOWN and FORWARD when set
     tls: str | None = None  # directory of ca.pem, node.pem, node.key: mutual TLS

@@ -8,6 +8,9 @@
 * ``/healthz``: ``200 {"status": "ok"}``, or ``503 {"status": "unhealthy",
   "reason": "..."}`` when `health` finds oxd not collecting, its upstream
   away for too long, or its forward spool nearly full;
+* with a ``dashboard`` (`blueox.oxd.dashboard.DashboardService`): the live
+  dashboard page at ``/`` and its JSON under ``/api``, started and stopped
+  with the endpoint;
 * 404 anywhere else (``HttpService.root`` takes more children), 405 for a
   method other than GET and HEAD.
 
@@ -170,13 +173,22 @@ class HttpService(Service):
 
     ``status`` returns oxd's STATUS map; ``unhealthy_after`` is how many
     seconds every upstream may be away before ``/healthz`` says 503;
-    ``top_names`` bounds the type and host label values. ``port`` is the
-    bound port once started; ``root`` is the resource tree, to add pages to.
+    ``top_names`` bounds the type and host label values; ``dashboard``,
+    when given, serves its page and ``/api`` here. ``port`` is the bound
+    port once started; ``root`` is the resource tree, to add pages to.
     """
 
     log = Logger()
 
-    def __init__(self, address, reactor, status, unhealthy_after=60.0, top_names=TOP_NAMES):
+    def __init__(
+        self,
+        address,
+        reactor,
+        status,
+        unhealthy_after=60.0,
+        top_names=TOP_NAMES,
+        dashboard=None,
+    ):
         self.address = address
         self._reactor = reactor
         self.port = None
@@ -187,6 +199,9 @@ class HttpService(Service):
         self.root = Resource()
         self.root.putChild(b"metrics", MetricsResource(self.registry, status, warnings))
         self.root.putChild(b"healthz", HealthResource(status, warnings, unhealthy_after))
+        self.dashboard = dashboard
+        if dashboard is not None:
+            dashboard.install(self.root, warnings)
         self.site = _Site(self.root, reactor=reactor)
 
     def startService(self):
@@ -199,11 +214,15 @@ class HttpService(Service):
             host=_url_host(self.address.host),
             port=self.port,
         )
+        if self.dashboard is not None:
+            self.dashboard.startService()
         super().startService()
 
     def stopService(self):
         """Stop listening; the deferred fires once the port is closed."""
         super().stopService()
+        if self.dashboard is not None and self.dashboard.running:
+            self.dashboard.stopService()
         listening, self._listening = self._listening, None
         if listening is not None:
             return listening.stopListening()

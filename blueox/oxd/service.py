@@ -3,8 +3,9 @@
 Every part is made in the constructor, which opens nothing (no port, no
 file but the ``--tls`` files it reads): the counters, the systemd notifier,
 the ZeroMQ context (opened by the first socket), the writer, the publisher,
-the link table, the forwarder and its spool, the collector, the control
-port and the HTTP endpoint.
+the link table, the forwarder and its spool, the live dashboard's
+aggregates (``--http``), the collector, the control port and the HTTP
+endpoint (which starts and stops the dashboard).
 
 Start: first what oxd keeps on disk is opened (the ``--state-path``
 folder, the link table's journal, the forwarder's spool, which a disk spool
@@ -109,11 +110,20 @@ class OxdService(MultiService):
         self.publisher = parts.make_publisher(config, self.zmq_context, reactor, stats)
         self.links = parts.make_links(config, reactor)
         self.forwarder = parts.make_forwarder(config, reactor, stats, tls)
+        self.dashboard = parts.make_dashboard(config, reactor, stats)
         self.collector = parts.make_collector(
-            config, reactor, stats, tls, self.writer, self.publisher, self.forwarder, self.links
+            config,
+            reactor,
+            stats,
+            tls,
+            self.writer,
+            self.publisher,
+            self.forwarder,
+            self.links,
+            self.dashboard,
         )
         self.control = parts.make_control(config, self.zmq_context, reactor, stats, self)
-        self.http = parts.make_http(config, reactor, self.status)
+        self.http = parts.make_http(config, reactor, self.status, self.dashboard)
         for part in self._parts():
             part.setServiceParent(self)
         self._stats_loop = LoopingCall(self.log_counters)

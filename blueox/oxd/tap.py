@@ -177,6 +177,7 @@ class OxdOptions(usage.Options):
             if self["http"] is None
             else address("http", self["http"], ports.DEFAULT_HOST, 3515, bind=True),
             unhealthy_after=self["unhealthy-after"],
+            dashboard_budget=self["dashboard-budget"],
             stats_interval=self["stats-interval"],
             control_secret=None if secret_file is None else read_secret(secret_file),
             tls=self["tls"],

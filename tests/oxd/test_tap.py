@@ -36,6 +36,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsNone(config.log_path)
         self.assertEqual(config.forward, ())
         self.assertIsNone(config.rotate_hours)
+        self.assertEqual(config.dashboard_budget, 1000)
+        self.assertEqual(parse("--dashboard-budget=0").dashboard_budget, 0)
 
     def test_short_and_long_options(self):
         """-c, -t, -r, -l, --rotate-hours and -v map to the config."""
@@ -111,6 +113,8 @@ class OptionsTests(SynchronousTestCase):
             ["--http=h:x"],
             ["--http=nonsense.invalid:3515"],
             ["--unhealthy-after=0"],
+            ["--dashboard-budget=-1"],
+            ["--dashboard-budget=lots"],
             ["--stats-interval=-5"],
             ["--control-secret-file=/nonexistent/secret"],
             ["--config=/nonexistent/oxd.toml"],
