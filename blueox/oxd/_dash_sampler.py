@@ -5,9 +5,13 @@ messages, and once per version 4 group, it hands the whole list to
 `Sampler.messages` or `Sampler.group`, and only while ``sampler.wanted`` is
 above zero: one attribute check per chunk, nothing per event.
 
-The sampler decodes at most ``budget`` events a second, spread over
-`SLICES` slices (``refill`` starts each one with ``budget / SLICES``), so that
-one burst does not take the whole second. From each list it takes evenly
+The sampler decodes at most ``budget`` events a second on average: a token
+bucket that ``refill`` (called `SLICES` times a second) credits with
+``budget`` a second of the time gone by, holding at most `BURST` slices'
+worth (``budget / SLICES`` each), so that a burst after a quiet moment is
+decoded whole (applications send in bursts) while no burst takes more than
+half a second's budget. The credit follows the clock, not the number of
+calls: a reactor busy past a few slices refills no more and no less. From each list it takes evenly
 spaced items, up to what is left of the slice, and decodes only what the
 intake accepted: a version 3 header of the right size and version whose
 names are a known source without a reject reason (the intake's source
@@ -28,10 +32,11 @@ from blueox.oxd._collector_checks import MAP_MARKERS
 from blueox.oxd._collector_intake import MAX_END_TIME
 from blueox.oxd.ratelimit import Throttle
 
-__all__ = ["Sampler", "BUDGET", "SLICES", "spaced"]
+__all__ = ["Sampler", "BUDGET", "SLICES", "BURST", "spaced"]
 
 BUDGET = 1000
 SLICES = 10
+BURST = 5  # slices' worth the bucket holds at most
 
 
 def spaced(count, take):
@@ -47,27 +52,40 @@ class Sampler:
 
     log = Logger()
 
-    def __init__(self, record, clock, budget=BUDGET, slices=SLICES):
+    def __init__(self, record, clock, budget=BUDGET, slices=SLICES, burst=BURST):
         if budget < 0:
             raise ValueError(f"the sampling budget must be 0 or more, not {budget}")
         self.budget = budget
         self._per_slice = -(-budget // slices)  # rounded up: a small budget still samples
+        self._most = self._per_slice * burst
         self._record = record
+        self._clock = clock
         self._warnings = Throttle(clock, self.log)
-        self.wanted = self._per_slice
+        self._credit = float(self._most)
+        self._refilled = clock.seconds()
+        self.wanted = self._most
         self.decoded = 0  # since start
         self.failed = 0  # picked, but not an accepted event with a map as its body
 
     def refill(self):
-        """Start a new slice."""
-        self.wanted = self._per_slice
+        """Credit the time since the last refill, up to `BURST` slices' worth."""
+        now = self._clock.seconds()
+        elapsed = max(now - self._refilled, 0.0)
+        self._refilled = now
+        # Rounded: clock readings near 1.7e9 carry float noise in the last digits.
+        self._credit = min(self._credit + round(elapsed * self.budget, 3), self._most)
+        self.wanted = int(self._credit)
+
+    def _spend(self, take):
+        self._credit -= take
+        self.wanted -= take
 
     def messages(self, messages, sources):
         """Sample a chunk of version 3 messages; ``sources`` is the intake's source table."""
         take = min(self.wanted, len(messages))
         if take <= 0:
             return
-        self.wanted -= take
+        self._spend(take)
         for index in spaced(len(messages), take):
             try:
                 frames = messages[index]
@@ -91,7 +109,7 @@ class Sampler:
         take = min(self.wanted, len(ends))
         if take <= 0 or source.reason is not None:
             return
-        self.wanted -= take
+        self._spend(take)
         stops = list(accumulate(sizes))
         bodies = memoryview(group.bodies)
         for index in spaced(len(ends), take):

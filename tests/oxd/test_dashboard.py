@@ -278,19 +278,21 @@ class SampleTests(DashboardTestCase):
 
 
 class EstimateTests(DashboardTestCase):
-    # A budget of 10 a second: one event decoded per slice.
+    # A budget of 10 a second: one event decoded per slice, five in a burst.
     budget = 10
 
     def test_sampled_errors_are_estimated(self):
         """When fewer events are decoded than counted, error counts are scaled and flagged estimated."""
         sampler = self.dashboard.sampler
+        self.send(count=5, exception="boom")  # the bucket's first five (its burst)
         for _ in range(10):
+            self.clock.advance(0.1)  # one slice: one more event's credit
             self.send(count=10, exception="boom")
-            self.clock.advance(0.1)
-        self.assertEqual(sampler.decoded, 10)
+        self.second()  # the last sends reach a rate point
+        self.assertEqual(sampler.decoded, 15)
         row = self.summary_types()["request"]
-        self.assertEqual((row["window_count"], row["decoded"]), (100, 10))
-        self.assertEqual((row["exceptions"], row["estimated"]), (100, True))
+        self.assertEqual((row["window_count"], row["decoded"]), (105, 15))
+        self.assertEqual((row["exceptions"], row["estimated"]), (105, True))
 
 
 class SamplerTests(DashboardTestCase):
@@ -303,26 +305,40 @@ class SamplerTests(DashboardTestCase):
         self.assertEqual(list(spaced(5, 0)), [])
 
     def test_budget_is_spread_over_slices(self):
-        """A burst takes one slice's share (budget / 10); the next slice gets its own; a second decodes at most the budget."""
+        """A burst after a quiet moment takes at most five slices' share (budget / 10 each);
+        each slice adds its own share; under a steady load a second decodes the budget."""
         sampler = self.dashboard.sampler
         self.send(count=5000)
-        self.assertEqual(sampler.decoded, 100)
+        self.assertEqual(sampler.decoded, 500)
         self.send(count=5000)
-        self.assertEqual(sampler.decoded, 100)
+        self.assertEqual(sampler.decoded, 500)
         self.assertEqual(sampler.wanted, 0)
+        # The refill due 0.1 s after the start runs 0.15 s after it: 0.15 s of budget.
         self.clock.advance(0.1)
         self.send(count=50)
         self.send(count=5000)
-        self.assertEqual(sampler.decoded, 200)
+        self.assertEqual(sampler.decoded, 650)
         for _ in range(30):
             self.clock.advance(0.1)
             for _ in range(3):
                 self.send(count=400)
-        self.assertEqual(sampler.decoded, 200 + 30 * 100)
+        self.assertEqual(sampler.decoded, 650 + 30 * 100)
+        # A quiet minute fills the bucket only to five slices' share.
+        self.clock.advance(60)
+        self.assertEqual(sampler.wanted, 500)
         self.assertEqual(self.summary_types()["request"]["decoded"], sampler.decoded)
         summary = views.summary(self.dashboard)
         self.assertEqual(summary["sampling"]["budget"], 1000)
         self.assertEqual(summary["sampling"]["seen"], self.stats.received)
+
+    def test_bursts_below_the_budget_are_decoded_whole(self):
+        """Bursts of 190 events every half second (380 a second, under the budget) are all decoded."""
+        sampler = self.dashboard.sampler
+        for _ in range(20):
+            self.send(count=190)
+            self.clock.advance(0.5)
+        self.assertEqual(sampler.decoded, 20 * 190)
+        self.assertIs(self.summary_types()["request"]["estimated"], False)
 
     def test_not_called_when_it_wants_nothing(self):
         """The intake hands nothing to a sampler that wants nothing (one attribute check a chunk)."""
@@ -374,18 +390,19 @@ class SamplerTests(DashboardTestCase):
     def test_version_4_groups_are_sampled(self):
         """Events of a version 4 group are decoded from their place in the group's bodies."""
         now = self.clock.seconds()
-        events = [make_event("batchy", i, host="web9", end=now, request_time=i) for i in range(300)]
+        # 1,500 events: three times the bucket's burst of 500.
+        events = [make_event("batchy", i, host="web9", end=now, request_time=i) for i in range(1500)]
         bodies = [wire.encode_body(event) for event in events]
         group = wire.Group(
             "batchy", "web9", [now] * len(bodies), [len(b) for b in bodies], b"".join(bodies)
         )
         self.intake.group(group)
-        self.assertEqual(self.dashboard.sampler.decoded, 100)
+        self.assertEqual(self.dashboard.sampler.decoded, 500)
         answer = views.percentiles(self.dashboard, "batchy", "request_time")
-        self.assertEqual((answer["count"], answer["min"]), (100, 0))
-        self.assertEqual(answer["max"], 297)  # index 99 * 300 // 100
+        self.assertEqual((answer["count"], answer["min"]), (500, 0))
+        self.assertEqual(answer["max"], 1497)  # index 499 * 1500 // 500
         tail = views.tail(self.dashboard, "batchy", 0, 500)["events"]
-        self.assertEqual([e["body"]["seq"] for e in tail], list(range(0, 300, 3)))
+        self.assertEqual([e["body"]["seq"] for e in tail], list(range(0, 1500, 3)))
         self.assertEqual(tail[0]["host"], "web9")
 
     def test_garbage_is_ignored(self):

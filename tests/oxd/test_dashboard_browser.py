@@ -31,9 +31,6 @@ TAIL_ROWS = 200  # the most rows the live tail keeps
 WAIT_MS = 10_000  # the longest the page may take to show what oxd already has
 
 # Names oxd accepts that are markup: as HTML they would make elements and run script.
-# The test's bursts (190 events while the tail is paused) are to be decoded
-# whole, which a budget of 1,000 a second in 100 ms slices would sample.
-DECODE_ALL = "--dashboard-budget=100000"
 MARKUP_TYPE = "<b>bold"
 MARKUP_HOST = '<img src=x onerror="window.__xss=1">'
 # A type name oxd refuses (it has spaces), put into its answers on the way to the page.
@@ -234,7 +231,7 @@ class DashboardTestCase(OxdTestCase):
 class KnownLoadTests(DashboardTestCase):
     def test_a_known_load(self):
         """The page shows a known load's types, counts, errors, hosts, chart lines (which follow new events), percentiles and a filtered, pausable, bounded live tail."""
-        oxd, base = self.start_with_http(f"--log-path={self.make_log_path()}", DECODE_ALL)
+        oxd, base = self.start_with_http(f"--log-path={self.make_log_path()}")
         send_events(oxd.collect_host, first_load())
         self.loaded(base, {"request": 20, "worker": 7, MARKUP_TYPE: 3}, 30, "the first load")
         dashboard = self.open_dashboard(base)
@@ -366,7 +363,7 @@ class KnownLoadTests(DashboardTestCase):
 class BadInputTests(DashboardTestCase):
     def test_markup_names_and_outages(self):
         """Markup in names (even a type name oxd refuses) shows as text and runs nothing; an unreachable or failing oxd is shown as such, and the page recovers."""
-        oxd, base = self.start_with_http(f"--log-path={self.make_log_path()}", DECODE_ALL)
+        oxd, base = self.start_with_http(f"--log-path={self.make_log_path()}")
         exception = 'Traceback ...\n<img src=x onerror="window.__xss=3">'
         send_events(oxd.collect_host, [
             timed(MARKUP_TYPE, seq, MARKUP_HOST, 0.01, exception=exception, note=MARKUP_HOST)
