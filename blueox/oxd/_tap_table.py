@@ -197,7 +197,7 @@ PARAMETERS = [
         "dashboard-budget",
         None,
         _defaults.dashboard_budget,
-        "With --http: events a second the dashboard decodes at most for its "
+        "With --http: events a second, on average, the dashboard decodes for its "
         "percentiles, errors and tail; above it, a sample (0 = counts and rates only)",
         typed("dashboard-budget", non_negative_int),
     ],
