@@ -2,11 +2,12 @@
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
 
-__all__ = ["tool_command", "run_tool", "read_until"]
+__all__ = ["tool_command", "run_tool", "read_until", "interruptible"]
 
 
 def tool_command(name):
@@ -15,6 +16,13 @@ def tool_command(name):
     if os.path.exists(script):
         return [script]
     return [sys.executable, "-m", f"blueox.cli.{name}"]
+
+
+def interruptible():
+    """A ``preexec_fn``: the tool takes SIGINT (Ctrl-C) as it does from a
+    terminal, even when the test run inherited it ignored (a shell starts
+    background jobs that way, and children inherit it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_tool(name, *args, input=b"", env=None, cwd=None, timeout=60, **kwargs):

@@ -22,7 +22,7 @@ from blueox.testing import (
     send_events,
     wait_for,
 )
-from tests.cli._run import read_until, run_tool, tool_command
+from tests.cli._run import interruptible, read_until, run_tool, tool_command
 from tests.test_streaming import unanswering_port
 
 
@@ -131,7 +131,7 @@ class OxctlTests(SynchronousTestCase):
         oxd = self.start_oxd()
         process = subprocess.Popen(
             tool_command("oxctl") + ["-H", oxd.control_host, "--watch", "0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interruptible,
         )
         watchdog = threading.Timer(60, process.kill)
         watchdog.start()
@@ -153,6 +153,7 @@ class OxctlTests(SynchronousTestCase):
         process = subprocess.Popen(
             tool_command("oxctl") + ["-H", oxd.control_host, "--watch", "0.1"],
             stdin=subprocess.DEVNULL, stdout=terminal, stderr=subprocess.PIPE,
+            preexec_fn=interruptible,
         )
         os.close(terminal)
         self.addCleanup(lambda: process.poll() is None and process.kill())

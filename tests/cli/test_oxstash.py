@@ -13,7 +13,7 @@ import blueox
 from blueox import testing
 from blueox.cli import oxstash
 from tests.cli._bulkserver import BulkHTTPServer, encode, make_event, sources
-from tests.cli._run import read_until, run_tool, tool_command
+from tests.cli._run import interruptible, read_until, run_tool, tool_command
 
 
 class OxstashCommandTests(SynchronousTestCase):
@@ -196,6 +196,7 @@ class LiveStreamTests(SynchronousTestCase):
                 "--flush-interval", "0.1",
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=interruptible,
         )
         self.addCleanup(process.kill)
         documents = server.index.documents

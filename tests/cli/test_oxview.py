@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 import blueox
 from blueox import wire
 from blueox.testing import OxdProcess, free_port, make_event, send_events, wait_for
-from tests.cli._run import run_tool, tool_command
+from tests.cli._run import interruptible, run_tool, tool_command
 from tests.test_streaming import unanswering_port
 from tests.cli._oxview import encoded, json_lines, request_day, write_file
 
@@ -116,6 +116,7 @@ class OxviewLiveTests(SynchronousTestCase):
             tool_command("oxview") + ["-H", oxd.control_host] + list(args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            preexec_fn=interruptible,
         )
         self.addCleanup(lambda: process.poll() is None and process.kill())
         # A stuck stream must fail the test, not hang the suite.
