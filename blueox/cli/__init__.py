@@ -10,7 +10,8 @@ import logging
 import os
 import sys
 
-from blueox import ports, wire
+from blueox import ports
+from blueox._json import json_default, jsonable
 
 __all__ = [
     "EXIT_FAILURE",
@@ -145,37 +146,6 @@ def text(value, missing="?"):
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     return str(value)
-
-
-def json_default(value, errors="backslashreplace"):
-    """The ``default`` of `json.dumps` for what msgpack data may hold.
-
-    Bytes become UTF-8 text, undecodable bytes handled by ``errors`` (escaped
-    as ``\\xff`` by default; ``"replace"`` gives U+FFFD); anything else what
-    `blueox.wire.to_msgpack_safe` makes of it (a readable ``repr``).
-    """
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", errors)
-    return wire.to_msgpack_safe(value)
-
-
-def jsonable(value):
-    """``value`` with what JSON cannot hold made safe, map keys included
-    (which `json_default` cannot reach): bytes as text, odd keys and values
-    as `json_default` makes them."""
-    if isinstance(value, dict):
-        return {_json_key(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return json_default(value)
-
-
-def _json_key(key):
-    if key is None or isinstance(key, (str, int, float, bool)):
-        return key
-    return json_default(key)
 
 
 def quiet_broken_pipe():

@@ -63,17 +63,8 @@ def json_text(value):
             default=json_default,
         )
     except (TypeError, ValueError):
-        return json.dumps(_finite(jsonable(value)), ensure_ascii=False, separators=(",", ":"))
-
-
-def _finite(value):
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+        safe = jsonable(value, non_finite=lambda number: None)
+        return json.dumps(safe, ensure_ascii=False, separators=(",", ":"))
 
 
 def _as_text(value):

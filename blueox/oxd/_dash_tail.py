@@ -8,18 +8,19 @@ for the events after the last sequence number it saw (`Tail.after`), of the
 types passing a filter: the one reading of a type filter
 (`blueox.streaming.type_matcher`), several separated by commas.
 
-`jsonable` turns what msgpack decoded into what JSON can carry.
+Bodies are shown as `blueox._json.jsonable` makes them: strict JSON for
+the browser (a NaN as its repr), nested at most `_MAX_DEPTH` deep.
 """
 
 import json
-import math
 from collections import deque
 
 import msgpack
 
+from blueox._json import jsonable
 from blueox.streaming import type_matcher
 
-__all__ = ["Tail", "jsonable", "types_matcher", "TAIL_SIZE", "MAX_BODY"]
+__all__ = ["Tail", "types_matcher", "TAIL_SIZE", "MAX_BODY"]
 
 TAIL_SIZE = 1000
 MAX_BODY = 4096
@@ -36,31 +37,6 @@ def types_matcher(pattern):
     return lambda name: any(matches(name) for matches in matchers)
 
 
-def jsonable(value, depth=_MAX_DEPTH):
-    """``value`` (decoded msgpack) as JSON values: text keys, bytes as text, no NaN."""
-    if isinstance(value, str) or value is None or isinstance(value, (bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if depth <= 0:
-        return repr(value)[:MAX_BODY]
-    if isinstance(value, dict):
-        return {_key(k): jsonable(v, depth - 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v, depth - 1) for v in value]
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
-
-
-def _key(key):
-    if isinstance(key, str):
-        return key
-    if isinstance(key, (bytes, bytearray)):
-        return bytes(key).decode("utf-8", "replace")
-    return str(key)
-
-
 def _decode(raw):
     try:
         event = msgpack.unpackb(raw, raw=False, strict_map_key=False, unicode_errors="replace")
@@ -74,7 +50,8 @@ def encode_body(raw):
     """The JSON of the body of the event map packed in ``raw`` (bytes), or the truncation mark."""
     if raw is None:
         return None
-    text = json.dumps(jsonable(_decode(raw)), ensure_ascii=False)
+    body = jsonable(_decode(raw), errors="replace", non_finite=repr, depth=_MAX_DEPTH)
+    text = json.dumps(body, ensure_ascii=False)
     if len(text.encode("utf-8")) > MAX_BODY:
         return {"truncated": True, "size": len(text.encode("utf-8"))}
     return json.loads(text)
