@@ -138,18 +138,13 @@ class TypeSamples:
         if duration is not None:
             _add(figures.sketch(DURATION), duration)
         known = self.fields
-        sketches = figures.sketches
         for name, value in fields:
             if name not in known:
                 if len(known) >= MAX_FIELDS or len(name) > MAX_FIELD_NAME or name == DURATION:
                     self.dropped_fields += 1
                     continue
                 known[name] = None
-            sketch = sketches.get(name) or figures.sketch(name)
-            try:
-                sketch.add(value)
-            except (ValueError, OverflowError):
-                pass  # not finite, or too large for a float
+            _add(figures.sketch(name), value)
 
     def merge_into(self, other):
         """Add this type's counts and durations to ``other`` (a type leaving the top)."""
