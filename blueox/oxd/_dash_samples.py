@@ -202,6 +202,10 @@ class Samples:
     def current_minute(self):
         return int(self._clock.seconds() // 60)
 
+    def get(self, name):
+        """The `TypeSamples` of ``name`` (``other``'s for ``other``), or None for a type not kept."""
+        return self.other if name == OTHER else self.types.get(name)
+
     def for_type(self, name):
         """The `TypeSamples` counting ``name`` (``other``'s when it is not a top type)."""
         if name == OTHER:

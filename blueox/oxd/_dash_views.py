@@ -33,8 +33,7 @@ class _TypeRow:
         self.window_count = sum(ring)
         rates = dashboard.rates
         self.rate = rates.recent(ring) / RATE_SECONDS
-        samples = dashboard.samples
-        self.samples = samples.other if name == OTHER else samples.types.get(name)
+        self.samples = dashboard.samples.get(name)
         decoded, exceptions, server_errors = (
             self.samples.totals(minute) if self.samples is not None else (0, 0, 0)
         )
@@ -114,19 +113,20 @@ def _hosts(dashboard):
     hosts = dashboard.host_rates
     table = {name: tally.as_dict() for name, tally in dashboard.stats.hosts.items()}
     rows = []
+    other = None
     named_rate = 0.0
     for name, count, last in bounded_tallies(table):
         if name == OTHER:  # the row summing the rest (a host named "other" too)
-            rows.append({"host": OTHER, "other": True, "count": count, "last_event": last,
-                         "lag": None, "rate": None})
+            other = {"host": OTHER, "other": True, "count": count, "last_event": last,
+                     "lag": None, "rate": None}
+            rows.append(other)
             continue
         rate = hosts.rate(name)
         named_rate += rate
         rows.append({"host": name, "count": count, "rate": rate, "last_event": last,
                      "lag": hosts.lag.get(name)})
-    for row in rows:
-        if row.get("other"):
-            row["rate"] = max(0.0, hosts.total_rate() - named_rate)
+    if other is not None:
+        other["rate"] = max(0.0, hosts.total_rate() - named_rate)
     return rows
 
 
@@ -150,7 +150,7 @@ def rates(dashboard, top):
 
 def percentiles(dashboard, type_name, field):
     samples = dashboard.samples
-    found = samples.other if type_name == OTHER else samples.types.get(type_name)
+    found = samples.get(type_name)
     if found is None:
         raise NotFound(f"no such type: {type_name!r}")
     if field != DURATION and field not in found.fields:
