@@ -30,6 +30,7 @@ __all__ = [
     "json_default",
     "jsonable",
     "quiet_broken_pipe",
+    "os_error_text",
 ]
 
 # Exit statuses: a failure said in one line, a usage error, and Ctrl-C
@@ -146,6 +147,13 @@ def text(value, missing="?"):
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     return str(value)
+
+
+def os_error_text(error):
+    """An `OSError` as one line for people: its reason, then the file it names
+    (``No such file or directory: /var/log/blueox``)."""
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or error}{where}"
 
 
 def quiet_broken_pipe():

@@ -28,7 +28,16 @@ from blueox import store
 from blueox._s3 import check_endpoint_url, describe_s3_error, open_bucket
 from blueox.client import LogDataError, decode_stream
 from blueox.errors import Error
-from blueox.cli import EXIT_FAILURE, EXIT_USAGE, add_version, field_names, number
+from blueox.cli import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    add_version,
+    field_names,
+    number,
+    os_error_text,
+    quiet_broken_pipe,
+)
 from blueox.cli import CommandError as ReportError
 from blueox.cli._dates import date_span, describe_span, has_time
 from blueox.cli._progress import Progress
@@ -354,17 +363,15 @@ def main(argv=None):
         return e.status
     except BrokenPipeError:
         # The reader went away (oxreport ... | head): stop quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        quiet_broken_pipe()
         return 0
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Error as e:
         print(f"oxreport: {e}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as e:
-        where = f": {e.filename}" if e.filename else ""
-        print(f"oxreport: {e.strerror or e}{where}", file=sys.stderr)
+        print(f"oxreport: {os_error_text(e)}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as e:
         message = describe_s3_error(e, args.bucket)

@@ -44,6 +44,7 @@ from blueox.cli import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CommandError,
+    os_error_text,
     plural,
     quiet_broken_pipe,
     setup_logging,
@@ -244,8 +245,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except OSError as e:
-        where = f": {e.filename}" if e.filename else ""
-        print(f"oxstore: {e.strerror or e}{where}", file=sys.stderr)
+        print(f"oxstore: {os_error_text(e)}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as e:
         message = store.describe_s3_error(e, args.bucket)
