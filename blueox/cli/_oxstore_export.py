@@ -263,6 +263,7 @@ def run_export(args, open_source, stderr):
     for name, log_files in found:
         if not log_files:
             raise no_files(name, span, source.where, source.types(start_dt, end_dt))
+    total_files = sum(len(log_files) for _, log_files in found)
     destination = open_destination(args.output, args.endpoint_url)
     with tempfile.TemporaryDirectory(
         prefix=".oxstore-export-", dir=destination.work_parent
@@ -276,8 +277,7 @@ def run_export(args, open_source, stderr):
                 for date in store.inclusive_date_range(start_dt, end_dt):
                     parts.check_free(partition(name, date))
         export = _Export(
-            source, parts, fields, (start_dt, end_dt) if with_time else None, stderr,
-            sum(len(log_files) for _, log_files in found),
+            source, parts, fields, (start_dt, end_dt) if with_time else None, stderr, total_files
         )
         try:
             for name, log_files in found:
@@ -290,7 +290,7 @@ def run_export(args, open_source, stderr):
     if export.counts["no_end"]:
         log.warning("left out %s without an end time", plural(export.counts["no_end"], "event"))
     _report(parts, types, destination, stderr)
-    files = plural(sum(len(log_files) for _, log_files in found), "file")
+    files = plural(total_files, "file")
     if export.failed:
         raise CommandError(
             f"{plural(export.failed, 'file')} in {source.where} not read whole (said above)"
